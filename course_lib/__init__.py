@@ -8,7 +8,7 @@ from .offline import install_guard_if_requested as _install_guard_if_requested
 _install_guard_if_requested()
 
 from .environment import setup  # noqa: E402
-from .doctor import doctor  # noqa: E402
+from .checkup import doctor  # noqa: E402
 
 __all__ = ["setup", "doctor"]
 __version__ = "0.1.0"

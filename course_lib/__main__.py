@@ -9,6 +9,7 @@ commands:
   doctor     check this machine for the course (exit status 1 when something fails)
   student    write student versions of the notebooks (solutions replaced by stubs)
   serve      serve a fine-tuned model over HTTP (see --help)
+  map        print the course map with measured notebook run times (Markdown)
 """
 
 
@@ -19,13 +20,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "doctor":
-        from .doctor import main as run
+        from .checkup import main as run
     elif command == "student":
         from .student import main as run
+    elif command == "map":
+        from .course import course_map_markdown
+
+        print(course_map_markdown())
+        return 0
     elif command == "serve":
         from .serve import main as run
     else:
-        print(f"unknown command {command!r}; expected one of: doctor, student, serve\n\n{USAGE}",
+        print(f"unknown command {command!r}; expected one of: doctor, student, serve, map\n\n{USAGE}",
               file=sys.stderr)
         return 2
     return run(rest)

@@ -11,9 +11,9 @@ Masks follow ``torch.nn.functional.scaled_dot_product_attention``:
 Either must broadcast to ``(..., L, S)``.
 
 A query row whose keys are all masked has nothing to attend to. Here it gets all-zero weights
-and an all-zero output, and the other rows are untouched (no NaN leaks). PyTorch's reference
-returns NaN for such a row, so a padded batch must not feed those rows onward as if they meant
-something.
+and an all-zero output, and the other rows are untouched (no NaN leaks, in the output or in the
+gradients). This is also what ``torch.nn.functional.scaled_dot_product_attention`` returns in
+torch 2.13, whereas a textbook ``torch.softmax`` over an all ``-inf`` row gives NaN.
 """
 from __future__ import annotations
 

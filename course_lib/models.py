@@ -24,7 +24,10 @@ class ModelNotAvailable(RuntimeError):
 
 def installed_package_dir(module_name: str) -> Path | None:
     """The folder of an installed package, found without importing it (None when absent)."""
-    spec = importlib.util.find_spec(module_name)
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ModuleNotFoundError, ValueError):
+        return None
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
@@ -48,6 +51,12 @@ def _offline() -> bool:
     return any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+def looks_like_path(text: str) -> bool:
+    """True for names that can only be a folder: Hub ids are ``name`` or ``owner/name``."""
+    return (text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
+            or text.endswith("/"))
+
+
 def resolve_model(name: str | os.PathLike = DEFAULT_MODEL) -> Path:
     """Turn a model name into a local folder with ``config.json`` and the weights.
 
@@ -62,11 +71,14 @@ def resolve_model(name: str | os.PathLike = DEFAULT_MODEL) -> Path:
             raise ModelNotAvailable(f"{path} exists but holds no config.json; expected a folder "
                                     f"written by save_pretrained().")
         return path
+    if looks_like_path(text):
+        raise ModelNotAvailable(f"{text!r} looks like a folder path, but there is no such folder. Check "
+                                f"the path, or use model='minilm' (packaged, offline).")
     if _offline():
         raise ModelNotAvailable(
             f"{text!r} is neither 'minilm' nor a local folder, and Hugging Face is offline here "
             f"(HF_HUB_OFFLINE=1). Use model='minilm' (packaged, offline), or on a machine with a "
-            f"network run `huggingface-cli download {text} --local-dir models/{text.replace('/', '_')}` "
+            f"network run `hf download {text} --local-dir artifacts/models/{text.replace('/', '_')}` "
             f"and pass that folder.")
     try:
         from huggingface_hub import snapshot_download

@@ -59,8 +59,8 @@ def test_fully_masked_row_gives_zeros_and_no_nan_elsewhere():
     out, w = A.scaled_dot_product_attention(q, k, v, mask, return_weights=True)
     assert not torch.isnan(out).any() and not torch.isnan(w).any()
     assert torch.all(out[0, 1] == 0) and torch.all(w[0, 1] == 0)
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    torch.testing.assert_close(out[0, [0, 2]], ref[0, [0, 2]], atol=1e-6, rtol=0)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # torch 2.13 also gives zeros there
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
     # and gradients stay finite
     q.requires_grad_(True)
     A.scaled_dot_product_attention(q, k, v, mask).sum().backward()
@@ -132,8 +132,7 @@ def test_property_matches_torch(batch, L, S, d_k, d_v, kind, seed):
     g = torch.Generator().manual_seed(seed)
     mask, kwargs = None, {}
     if kind in ("bool", "additive"):
-        mask = torch.rand(L, S, generator=g) > 0.4
-        mask[:, 0] = True  # keep every row attendable so PyTorch's reference has no NaN
+        mask = torch.rand(L, S, generator=g) > 0.4  # fully masked rows included
         if kind == "additive":
             mask = A.to_additive_mask(mask)
     if kind == "causal":

@@ -1,0 +1,39 @@
+"""The course map: the lessons in order, with the measured run time of each notebook.
+
+Times come from ``notebooks/timings.json``, which ``tools/execute_notebooks.py`` writes each time
+it executes a notebook top to bottom in a fresh kernel.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+LESSONS = [
+    ("00_welcome.ipynb", "Welcome", "map of the day, how the notebooks work, environment check"),
+    ("01_attention.ipynb", "Attention", "dot products, stable softmax, why sqrt(d_k), masks"),
+    ("02_multi_head_attention.ipynb", "Multi-head attention", "projections, head split/merge, cost, MiniLM's 12 heads"),
+    ("03_positional_encoding.ipynb", "Positional encoding", "permutation equivariance, sinusoids, learned PE, RoPE"),
+    ("04_bert_from_scratch.ipynb", "BERT from scratch", "WordPiece, the encoder, real pretrained weights"),
+    ("05_fine_tuning.ipynb", "Fine-tuning", "real tweets, baselines, a training loop, evaluation"),
+    ("06_optimization.ipynb", "Optimisation", "int8, ONNX Runtime, pruning: size, latency, F1"),
+    ("07_deployment.ipynb", "Deployment", "FastAPI service, demo page, bad input, load test"),
+]
+
+
+def measured_times(path: Path = NOTEBOOKS / "timings.json") -> dict[str, dict]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def course_map_markdown() -> str:
+    """A Markdown table of the lessons that exist, with their measured run times."""
+    times = measured_times()
+    rows = ["| # | notebook | what you do | run time |", "| --- | --- | --- | --- |"]
+    for name, title, idea in LESSONS:
+        if not (NOTEBOOKS / name).is_file():
+            continue
+        t = times.get(name)
+        when = f"{t['seconds']:.0f} s ({t['cores']} cores)" if t else "not measured yet"
+        rows.append(f"| {name[:2]} | [{title}]({name}) | {idea} | {when} |")
+    return "\n".join(rows)

