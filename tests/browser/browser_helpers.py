@@ -1,0 +1,407 @@
+"""Helpers for the real-browser tests: find Chromium, run servers, drive JupyterLab.
+
+The tests drive Debian's ``chromium`` with the PyPI ``playwright`` package (never a browser that
+Playwright downloads). JupyterLab runs on a free loopback port with an empty token, with its
+settings, workspaces, config and runtime files in a temporary folder, so a test run neither
+reads nor changes the user's own JupyterLab setup.
+
+Set ``COURSE_SKIP_BROWSER_TESTS=1`` to skip these tests (the only way they are skipped).
+``COURSE_CHROMIUM=/path/to/chromium`` picks another Chromium or Chrome binary.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+SCREENSHOTS_DIR = REPO_ROOT / "build" / "screenshots"
+
+SKIP_ENV = "COURSE_SKIP_BROWSER_TESTS"
+CHROMIUM_ENV = "COURSE_CHROMIUM"
+WIDGET_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+
+# Root user, no network, no GPU: the flags the course machines need (see COURSE_DESIGN.md).
+# --host-resolver-rules makes every name but localhost unresolvable, so nothing in the page can
+# reach the internet even if it tried; the tests also record and fail on such requests.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+]
+
+INSTALL_HINT = (
+    "The real-browser tests need Debian's Chromium: install it with\n"
+    "    sudo apt-get install chromium\n"
+    f"(or point {CHROMIUM_ENV} at a Chromium/Chrome binary). To skip the browser tests on "
+    f"purpose, set {SKIP_ENV}=1."
+)
+
+
+def skip_requested() -> bool:
+    """True when the user asked to skip the browser tests (``COURSE_SKIP_BROWSER_TESTS=1``)."""
+    return os.environ.get(SKIP_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def find_chromium() -> str | None:
+    """Path of the Chromium binary to drive, or None when there is none."""
+    override = os.environ.get(CHROMIUM_ENV)
+    if override:
+        return override if Path(override).is_file() and os.access(override, os.X_OK) else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    default = Path("/usr/bin/chromium")
+    return str(default) if default.is_file() else None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for URLs that stay on this machine (loopback hosts, data:, blob:, about:)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about", "chrome", "chrome-extension", "devtools"):
+        return True
+    host = (parts.hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class ServerProcess:
+    """A child process in its own process group, with its output in a log file.
+
+    ``stop()`` ends the whole group and every descendant (Jupyter starts kernels in their own
+    sessions, so the group alone is not enough), first politely, then by force.
+    """
+
+    def __init__(self, argv: list[str], log_path: Path, *, env: dict | None = None,
+                 cwd: Path | None = None):
+        self.argv = argv
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                                        start_new_session=True)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def wait_for_http(self, url: str, timeout: float, what: str) -> None:
+        """Poll ``url`` until it answers 200, failing early if the process dies."""
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                raise RuntimeError(f"{what} exited with status {code} before it answered {url}.\n"
+                                   f"--- log ({self.log_path}) ---\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as error:
+                last_error = error
+            time.sleep(0.3)
+        raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s "
+                           f"(last error: {last_error}).\n--- log ({self.log_path}) ---\n"
+                           f"{self.log_tail()}")
+
+    def _descendants(self) -> list:
+        import psutil
+
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def stop(self, grace: float = 10.0) -> None:
+        import psutil
+
+        children = self._descendants()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=grace)
+        # Whatever outlived its parent (kernels live in their own sessions): terminate, then kill.
+        alive = [p for p in children if p.is_running()]
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _, alive = psutil.wait_procs(alive, timeout=grace)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=grace)
+        self._log.close()
+
+    def leftovers(self) -> list[int]:
+        """PIDs of this server's process group that still run (should be empty after stop)."""
+        import psutil
+
+        left = []
+        for p in psutil.process_iter(["pid"]):
+            with contextlib.suppress(psutil.Error):
+                if os.getpgid(p.pid) == self.process.pid and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(p.pid)
+        return left
+
+
+# Lab settings for the test run only. Windowing "none" puts every cell in the page (otherwise
+# JupyterLab only renders the cells near the viewport); autosave off so running notebooks in the
+# browser never writes to the committed files; no news or update checks (offline).
+LAB_USER_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "windowingMode": "none", "scrollPastEnd": False},
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false", "checkForUpdates": False},
+}
+
+# The server imports the offline guard before JupyterLab, like every other process of the tests.
+_GUARDED_LAB = ("import sys; from course_lib.offline import install_guard_if_requested; "
+                "install_guard_if_requested(); from jupyterlab.labapp import main; sys.exit(main())")
+
+
+def start_jupyterlab(root_dir: Path, work_dir: Path, *, startup_timeout: float = 120.0):
+    """Start JupyterLab serving ``root_dir``; return ``(process, base_url)``.
+
+    Everything JupyterLab writes (settings, workspaces, checkpoints, runtime files) goes under
+    ``work_dir``.
+    """
+    work_dir = Path(work_dir)
+    settings_dir = work_dir / "user-settings"
+    for relative, values in LAB_USER_SETTINGS.items():
+        path = settings_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=2))
+    for sub in ("workspaces", "runtime", "config", "checkpoints"):
+        (work_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    env = dict(os.environ)
+    env.update(JUPYTER_RUNTIME_DIR=str(work_dir / "runtime"),
+               JUPYTER_CONFIG_DIR=str(work_dir / "config"),  # ignore the user's ~/.jupyter
+               JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1")
+    port = free_port()
+    argv = [sys.executable, "-c", _GUARDED_LAB,
+            "--no-browser", "--allow-root",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            "--ServerApp.token=", "--ServerApp.password=",
+            f"--ServerApp.root_dir={root_dir}",
+            f"--LabApp.user_settings_dir={settings_dir}",
+            f"--LabApp.workspaces_dir={work_dir / 'workspaces'}",
+            # checkpoints too: nothing is written next to the course's notebooks
+            f"--FileCheckpoints.root_dir={work_dir / 'checkpoints'}",
+            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to run commands
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    server = ServerProcess(argv, work_dir / "jupyterlab.log", env=env, cwd=root_dir)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_for_http(base_url + "/api/status", startup_timeout, "JupyterLab")
+    except BaseException:
+        server.stop()
+        raise
+    return server, base_url
+
+
+def notebook_has_widgets(path: Path) -> bool:
+    """True when any stored output of the notebook displays an ipywidgets widget."""
+    notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            if WIDGET_MIMETYPE in (output.get("data") or {}):
+                return True
+    return False
+
+
+def notebook_url(base_url: str, relative_path: str, workspace: str) -> str:
+    """URL that opens one notebook in a fresh, named JupyterLab workspace."""
+    return (f"{base_url}/lab/workspaces/{quote(workspace)}/tree/"
+            f"{quote(relative_path)}?reset")
+
+
+# --- JavaScript run in the JupyterLab page (window.jupyterapp is exposed by the server flag) ---
+
+JS_PANEL = "window.jupyterapp && window.jupyterapp.shell.currentWidget"
+
+JS_NOTEBOOK_READY = f"""() => {{
+  const panel = {JS_PANEL};
+  return !!(panel && panel.content && panel.context && panel.context.isReady
+            && panel.content.widgets.length > 0);
+}}"""
+
+# Give the notebook the whole width (the file browser is open by default).
+JS_COLLAPSE_SIDEBARS = "() => { window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight(); }"
+
+JS_KERNEL_IDLE = f"""() => {{
+  const panel = {JS_PANEL};
+  const session = panel && panel.sessionContext && panel.sessionContext.session;
+  return !!(session && session.kernel && session.kernel.status === 'idle');
+}}"""
+
+JS_KERNEL_STATUS = f"""() => {{
+  const panel = {JS_PANEL};
+  const session = panel && panel.sessionContext && panel.sessionContext.session;
+  return session && session.kernel ? session.kernel.status : 'no kernel';
+}}"""
+
+# Starts "run all cells" and records in window.__courseRun when JupyterLab says it has finished.
+JS_START_RUN_ALL = f"""async () => {{
+  const app = window.jupyterapp;
+  window.__courseRun = {{done: false}};
+  await app.commands.execute('notebook:clear-all-cell-outputs');
+  app.commands.execute('notebook:run-all-cells').then(
+    ok => {{ window.__courseRun = {{done: true, ok: ok}}; }},
+    err => {{ window.__courseRun = {{done: true, ok: false, error: String(err)}}; }});
+}}"""
+
+JS_RUN_FINISHED = "() => window.__courseRun && window.__courseRun.done"
+
+# ipywidgets hides a widget's output (and blanks its model id) when the kernel closes the widget,
+# e.g. a `tqdm.auto` bar with leave=False. That is the notebook's intent, not a display failure.
+_JS_WIDGET_CLOSED = """
+  const widgetClosed = (child) => {
+    const out = child.querySelector(':scope > .jp-OutputArea-output');
+    return !!(out && out.classList.contains('lm-mod-hidden') && !out.querySelector('.jupyter-widgets'));
+  };"""
+
+# True once every markdown cell is rendered, every widget output shows a widget or an error,
+# and every image has loaded.
+JS_SETTLED = f"""() => {{
+  const panel = {JS_PANEL};{_JS_WIDGET_CLOSED}
+  for (const cell of panel.content.widgets) {{
+    if (cell.model.type === 'markdown' && !cell.rendered) return false;
+    if (cell.model.type !== 'code') continue;
+    const outputs = cell.model.outputs;
+    const children = cell.outputArea.widgets;
+    for (let i = 0; i < outputs.length; i++) {{
+      if (!('{WIDGET_MIMETYPE}' in outputs.get(i).data)) continue;
+      const node = children[i] && children[i].node;
+      if (!node) return false;
+      if (!node.querySelector('.jupyter-widgets') && !node.textContent.includes('Error displaying widget')
+          && !widgetClosed(node))
+        return false;
+    }}
+  }}
+  return Array.from(panel.content.node.querySelectorAll('img')).every(img => img.complete);
+}}"""
+
+# What the page shows, cell by cell: error outputs, widget outputs and whether they rendered.
+JS_REPORT = f"""() => {{
+  const panel = {JS_PANEL};{_JS_WIDGET_CLOSED}
+  const report = {{cells: 0, codeCells: 0, executed: 0, errors: [], widgets: [], brokenImages: 0,
+                   tracebacks: [], kernel: null}};
+  const session = panel.sessionContext && panel.sessionContext.session;
+  report.kernel = session && session.kernel ? session.kernel.status : null;
+  panel.content.widgets.forEach((cell, index) => {{
+    report.cells += 1;
+    if (cell.model.type !== 'code') return;
+    report.codeCells += 1;
+    const source = cell.model.sharedModel.getSource();
+    const head = source.split('\\n').slice(0, 2).join(' | ').slice(0, 120);
+    if (cell.model.executionCount !== null) report.executed += 1;
+    const outputs = cell.model.outputs;
+    const children = cell.outputArea.widgets;
+    for (let i = 0; i < outputs.length; i++) {{
+      const out = outputs.get(i).toJSON();
+      if (out.output_type === 'error') {{
+        report.errors.push({{cell: index, source: head, ename: out.ename,
+                             evalue: String(out.evalue).slice(0, 500)}});
+      }}
+      if (out.data && out.data['{WIDGET_MIMETYPE}']) {{
+        const node = children[i] && children[i].node;
+        const text = node ? node.textContent : '';
+        report.widgets.push({{cell: index, source: head,
+          model_id: out.data['{WIDGET_MIMETYPE}'].model_id,
+          rendered: !!(node && node.querySelector('.jupyter-widgets')),
+          closed: !!(node && widgetClosed(node)),
+          error: (text.includes('Error displaying widget')
+                  || (node && node.querySelector('.jupyter-widgets-error-widget')))
+                 ? (text.replace(/\\s+/g, ' ').trim() || 'ipywidgets error view').slice(0, 300) : null}});
+      }}
+    }}
+    // Tracebacks shown anywhere in the cell's output, including inside Output widgets
+    // (an exception in a widget callback lands there, not in the cell's own outputs).
+    const shown = cell.node.querySelector('.jp-OutputArea');
+    if (shown && shown.textContent.includes('Traceback (most recent call last)')) {{
+      report.tracebacks.push({{cell: index, source: head}});
+    }}
+  }});
+  const whole = panel.content.node.textContent;
+  // Anywhere on the page, nested widgets included: ipywidgets' two ways of showing a failure.
+  report.widgetErrorText = whole.includes('Error displaying widget')
+      || !!panel.content.node.querySelector('.jupyter-widgets-error-widget');
+  report.brokenImages = Array.from(panel.content.node.querySelectorAll('img'))
+      .filter(img => !(img.complete && img.naturalWidth > 0)).length;
+  return report;
+}}"""
+
+JS_SHUTDOWN_KERNELS = """async () => {
+  const services = window.jupyterapp && window.jupyterapp.serviceManager;
+  if (!services) return;
+  await services.sessions.refreshRunning();
+  await services.sessions.shutdownAll();
+  await services.kernels.refreshRunning();
+  await services.kernels.shutdownAll();
+}"""
+
+JS_NOTEBOOK_HEIGHT = f"""() => {{
+  const panel = {JS_PANEL};
+  const outer = panel.content.node.closest('.jp-WindowedPanel-outer')
+      || panel.content.node.querySelector('.jp-WindowedPanel-outer') || panel.content.node;
+  return {{scroll: outer.scrollHeight, client: outer.clientHeight}};
+}}"""
+
+JS_SCROLL_TO_TOP = f"""() => {{
+  const panel = {JS_PANEL};
+  for (const node of [panel.content.node, ...panel.content.node.querySelectorAll('.jp-WindowedPanel-outer')]) {{
+    node.scrollTop = 0;
+  }}
+  const outer = panel.content.node.closest('.jp-WindowedPanel-outer');
+  if (outer) outer.scrollTop = 0;
+}}"""
+
+
+def screenshot_whole_notebook(page, path: Path, *, max_height: int = 16000) -> None:
+    """Grow the viewport to the notebook's height (capped) and save a screenshot of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size or {"width": 1280, "height": 900}
+    with contextlib.suppress(Exception):
+        heights = page.evaluate(JS_NOTEBOOK_HEIGHT)
+        extra = max(0, heights["scroll"] - heights["client"])
+        if extra:
+            page.set_viewport_size({"width": size["width"],
+                                    "height": min(max_height, size["height"] + extra)})
+            page.wait_for_timeout(500)  # let JupyterLab lay out the taller page
+        page.evaluate(JS_SCROLL_TO_TOP)
+        page.wait_for_timeout(200)
+    page.screenshot(path=str(path))
