@@ -1,0 +1,623 @@
+"""Smaller and faster versions of the fine-tuned classifier, and one honest way to measure them.
+
+Five kinds of variant, all turning a list of texts into ``(n, C)`` logits:
+
+==========================  =================================================================
+``eager_fp32``              the Hugging Face model as trained: PyTorch, float32, eager mode
+``torch_dynamic_int8``      every ``nn.Linear`` weight stored as int8; activations quantised on
+                            the fly, per batch (``torch.ao.quantization.quantize_dynamic``)
+``onnx_fp32``               the graph exported with ``torch.onnx.export`` (dynamic batch and
+                            sequence axes) and run by ONNX Runtime
+``onnx_int8``               the ONNX graph with its MatMul weights quantised to int8, one
+                            scale per output channel (``onnxruntime.quantization.quantize_dynamic``)
+``pruned``                  magnitude pruning: the fraction ``s`` of encoder Linear weights with
+                            the smallest ``|w|`` set to zero (global, unstructured)
+==========================  =================================================================
+
+Dynamic int8 quantisation maps a float tensor ``x`` to ``q = round(x / scale) + zero_point``
+with ``scale = (max(x) - min(x)) / 255``, so ``x ~ scale * (q - zero_point)``. Weights are
+quantised once, ahead of time; activations at run time, per batch. Matrix products then run in
+int8 with int32 accumulation, which is where the speed comes from.
+
+``measure`` is the one measurement helper: file size, p50 / p95 latency at batch 1, throughput
+at batch 32, and test-set macro-F1, for several variants measured in the same run, their
+latency rounds interleaved so that a busy machine slows every variant alike.
+
+Exported files go to ``artifacts/`` (git-ignored), cached by the weights they came from.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+MAX_LENGTH = 128  # tokens; tweets average 32, so truncation almost never bites
+# Part of the cache key of exported files: change it whenever the export recipe changes.
+EXPORT_RECIPE = "torch.onnx.export(dynamo) + eager attention; ort quantize_dynamic QInt8 per-channel; v2"
+ONNX_INPUTS = ("input_ids", "attention_mask")
+ONNX_OUTPUT = "logits"
+
+
+# --------------------------------------------------------------------------- where files go
+
+def artifacts_dir() -> Path:
+    """``$COURSE_ARTIFACTS`` if set, else ``artifacts/`` at the repository root (git-ignored).
+
+    When course_lib is installed outside a checkout, ``./artifacts`` of the working directory.
+    """
+    env = os.environ.get("COURSE_ARTIFACTS")
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").is_file():
+        return repo / "artifacts"
+    return Path.cwd() / "artifacts"
+
+
+def weights_fingerprint(model_dir: str | os.PathLike) -> str:
+    """A short hash of the weight files' path, size and modification time.
+
+    Used as a cache key: a retrained model (or a new ``EXPORT_RECIPE``) gets a fresh export
+    instead of a stale one.
+    """
+    model_dir = Path(model_dir).resolve()
+    h = hashlib.sha256(f"{model_dir}|{EXPORT_RECIPE}".encode())
+    for f in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+def cache_dir_for(model_dir: str | os.PathLike) -> Path:
+    """``artifacts/optimize/<model folder name>-<fingerprint>/``: where its variants are written."""
+    model_dir = Path(model_dir)
+    return artifacts_dir() / "optimize" / f"{model_dir.resolve().name}-{weights_fingerprint(model_dir)}"
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    """Silence warnings and the named loggers (exporter and quantiser chatter) for a block."""
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger, _ in saved:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in saved:
+                logger.setLevel(level)
+
+
+def _check_model_dir(model_dir) -> Path:
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(f"model_dir must be a folder written by save_pretrained() (with config.json); "
+                         f"got {str(model_dir)!r}")
+    return model_dir
+
+
+def tiny_classifier(folder: str | os.PathLike, labels: Sequence[str] = ("negative", "neutral", "positive"),
+                    seed: int = 0, hidden_size: int = 32, num_layers: int = 2) -> Path:
+    """Save a small, randomly initialised BERT classifier with the MiniLM tokenizer to ``folder``.
+
+    Same format as the fine-tuned model (``save_pretrained`` + tokenizer + ``id2label``), built
+    in about a second: for tests, and for trying the tools here without training first. Its
+    predictions are meaningless.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from .models import packaged_model_dir
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=512,
+                        num_labels=len(labels), id2label=dict(enumerate(labels)),
+                        label2id={name: i for i, name in enumerate(labels)})
+    torch.manual_seed(seed)
+    BertForSequenceClassification(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# --------------------------------------------------------------------------- loading, tokenising
+
+def load_classifier(model_dir: str | os.PathLike, attn_implementation: str | None = None):
+    """``(model, tokenizer)`` from a ``save_pretrained`` folder; the model in eval mode, on CPU.
+
+    ``attn_implementation``: ``None`` for Hugging Face's default (``"sdpa"``, PyTorch's fused
+    kernel), or ``"eager"`` for the formula written out (what the ONNX export uses).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = _check_model_dir(model_dir)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, **extra).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return model, tokenizer
+
+
+def labels_of(model_dir: str | os.PathLike) -> list[str]:
+    """Class names in index order, read from ``config.json``'s ``id2label``."""
+    import json
+
+    config = json.loads((_check_model_dir(model_dir) / "config.json").read_text())
+    id2label = config.get("id2label") or {}
+    if not id2label:
+        raise ValueError(f"{model_dir}/config.json has no id2label; expected one name per class")
+    return [id2label[str(i)] for i in range(len(id2label))]
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int = MAX_LENGTH) -> dict[str, np.ndarray]:
+    """Token ids and attention mask, both ``(n, T)`` int64, padded to the longest text (T <= max_length)."""
+    if isinstance(texts, str) or len(texts) == 0:
+        raise ValueError(f"texts must be a non-empty list of strings, got {texts!r:.80}")
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    return {name: enc[name].astype(np.int64) for name in ONNX_INPUTS}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise ``exp(z - max z) / sum exp(z - max z)`` of ``(n, C)`` logits."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- int8, by hand
+
+def int8_scale(w) -> float:
+    """Symmetric per-tensor scale ``max|w| / 127``: the largest magnitude maps to code 127."""
+    return float(w.abs().max()) / 127.0
+
+
+def fake_quantize_int8(w):
+    """Quantise to int8 and back: ``scale * round(w / scale)`` with ``scale = max|w| / 127``.
+
+    ``w`` is any float tensor; the result has its shape and dtype. Every entry moves by at most
+    ``scale / 2``. An all-zero tensor stays zero.
+    """
+    import torch
+
+    scale = int8_scale(w)
+    if scale == 0.0:
+        return torch.zeros_like(w)
+    return torch.round(w / scale).clamp(-127, 127) * scale
+
+
+def check_fake_quantize_int8(fn, verbose: bool = True):
+    """Checker for the int8 exercise; returns the function to use from here on."""
+    import torch
+
+    from .exercises import Case, check_exercise
+
+    g = torch.Generator().manual_seed(2)
+    outlier = torch.randn(8, 8, generator=g) * 0.05
+    outlier[3, 4] = 4.0
+    cases = [
+        Case("a small vector", (torch.tensor([0.5, -1.0, 0.26, 0.0]),),
+             hint="scale = max|w| / 127; then round(w / scale) * scale."),
+        Case("a random weight matrix", (torch.randn(16, 32, generator=g) * 0.1,)),
+        Case("one large outlier", (outlier,),
+             hint="the scale comes from the largest magnitude, the outlier included."),
+        Case("all zeros", (torch.zeros(3, 3),), hint="max|w| is 0 here: return zeros instead of dividing by 0."),
+    ]
+    return check_exercise("int8 quantise and dequantise", fn, fake_quantize_int8, cases, atol=1e-6,
+                          verbose=verbose).function
+
+
+# --------------------------------------------------------------------------- the variants
+
+@dataclass
+class Variant:
+    """One way of running the classifier.
+
+    ``run(batch) -> (n, C) logits`` takes the output of ``tokenize``; ``files`` are what must be
+    shipped to run it (their total is the reported size).
+    """
+    name: str
+    run: Callable[[dict[str, np.ndarray]], np.ndarray]
+    tokenizer: object
+    files: list[Path] = field(default_factory=list)
+    backend: str = "torch"
+    sparsity: float = 0.0
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(Path(f).stat().st_size for f in self.files)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, C)`` float32 logits for a list of texts."""
+        return np.asarray(self.run(tokenize(self.tokenizer, texts)), dtype=np.float32)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, C)`` class probabilities, rows summing to 1."""
+        return softmax(self.logits(texts))
+
+    def predict(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Class index per text, ``(n,)``, computed in batches."""
+        out = [self.logits(texts[i:i + batch_size]).argmax(-1) for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def torch_variant(name: str, model, tokenizer, files: Sequence[Path], sparsity: float = 0.0,
+                  labels: Sequence[str] = ()) -> Variant:
+    """Wrap a PyTorch classifier (anything returning ``.logits``) as a ``Variant``."""
+    import torch
+
+    model = model.eval()
+
+    def run(batch):
+        with torch.inference_mode():
+            out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+        return out.logits.float().numpy()
+
+    return Variant(name, run, tokenizer, list(files), "torch", sparsity, list(labels))
+
+
+def eager_fp32(model_dir: str | os.PathLike) -> Variant:
+    """The fine-tuned model as saved: PyTorch fp32, eager mode."""
+    model_dir = _check_model_dir(model_dir)
+    model, tokenizer = load_classifier(model_dir)
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    return torch_variant("pytorch fp32", model, tokenizer, files, labels=labels_of(model_dir))
+
+
+def quantize_torch_dynamic(model):
+    """A copy of ``model`` with every ``nn.Linear`` replaced by a dynamically quantised int8 one.
+
+    Uses ``torch.ao.quantization.quantize_dynamic`` (deprecated in favour of torchao, still
+    present and working in torch 2.13; the warnings are silenced here).
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
+                                                      dtype=torch.qint8)
+
+
+def torch_dynamic_int8(model_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Variant:
+    """PyTorch dynamic int8. Its state dict is saved to ``out_dir`` so that its size is real."""
+    import torch
+
+    model_dir = _check_model_dir(model_dir)
+    out_dir = Path(out_dir) if out_dir else cache_dir_for(model_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = load_classifier(model_dir)
+    qmodel = quantize_torch_dynamic(model)
+    path = out_dir / "pytorch_int8_state_dict.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save(qmodel.state_dict(), path)
+    return torch_variant("pytorch int8", qmodel, tokenizer, [path], labels=labels_of(model_dir))
+
+
+class _LogitsOnly:
+    """Factory for a module that returns just the logits tensor (the ONNX graph's one output)."""
+
+    @staticmethod
+    def wrap(model):
+        import torch
+
+        class LogitsOnly(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids, attention_mask):
+                return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+
+        return LogitsOnly(model).eval()
+
+
+def export_onnx(model, tokenizer, path: str | os.PathLike) -> Path:
+    """Export a sequence classifier to one ONNX file with dynamic batch and sequence axes.
+
+    Inputs ``input_ids`` and ``attention_mask`` are ``(batch, sequence)`` int64; the output
+    ``logits`` is ``(batch, C)``. Uses the ``torch.export``-based exporter (``dynamo=True``,
+    which needs ``onnxscript``); weights are stored inside the file (no external data).
+    Written to a temporary name first, so a half-written file is never picked up.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = tokenize(tokenizer, ["an example input", "a second, somewhat longer example input"])
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with _quiet("torch.onnx", "torch.export", "onnxscript"):
+        program = torch.onnx.export(
+            _LogitsOnly.wrap(model), tuple(torch.from_numpy(example[k]) for k in ONNX_INPUTS),
+            input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUT],
+            dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}},
+            dynamo=True, external_data=False, verbose=False)
+        program.save(str(tmp), external_data=False)
+    os.replace(tmp, path)
+    return path
+
+
+def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True) -> Path:
+    """ONNX Runtime dynamic quantisation: MatMul weights to signed int8, activations at run time.
+
+    ``per_channel=True`` gives every output channel (row of a weight matrix) its own scale, so a
+    large weight coarsens only its own row. On the course model it kept test macro-F1 level with
+    fp32, where one scale per tensor lost most of a point, at the same speed.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    with _quiet("", "onnxruntime"):  # "": the root logger, where the quantiser logs its advice
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel)
+    os.replace(tmp, dst)
+    return dst
+
+
+def onnx_files(model_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+               refresh: bool = False) -> tuple[Path, Path]:
+    """``(fp32.onnx, int8.onnx)`` for a model folder: exported and quantised once, then cached."""
+    model_dir = _check_model_dir(model_dir)
+    out_dir = Path(out_dir) if out_dir else cache_dir_for(model_dir)
+    fp32, int8 = out_dir / "model.onnx", out_dir / "model.int8.onnx"
+    if refresh or not fp32.is_file():
+        # Eager attention (softmax(QK^T/sqrt(d) + mask) V, written out) exports to a smaller graph
+        # than the SDPA path, whose extra guard operations cost time at batch 1; same numbers.
+        model, tokenizer = load_classifier(model_dir, attn_implementation="eager")
+        export_onnx(model, tokenizer, fp32)
+    if refresh or not int8.is_file():
+        quantize_onnx_int8(fp32, int8)
+    return fp32, int8
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None, spinning: bool = True):
+    """An ONNX Runtime CPU session with all graph optimisations and ``threads`` intra-op threads.
+
+    ``threads`` defaults to ``torch.get_num_threads()`` so that PyTorch and ONNX Runtime are
+    compared on equal terms. ``spinning=False`` makes idle worker threads sleep instead of
+    busy-waiting for the next job: a little slower per call, but it leaves the cores to other
+    work (a server shares them with its event loop, and here with the load-test client).
+    """
+    import onnxruntime as ort
+
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_variant(name: str, path: str | os.PathLike, tokenizer, labels: Sequence[str] = (),
+                 threads: int | None = None, spinning: bool = True) -> Variant:
+    """Wrap an ONNX file (inputs ``input_ids``, ``attention_mask``; output ``logits``) as a ``Variant``."""
+    session = onnx_session(path, threads, spinning)
+    expected = set(ONNX_INPUTS)
+    got = {i.name for i in session.get_inputs()}
+    if got != expected:
+        raise ValueError(f"{path} has inputs {sorted(got)}; expected {sorted(expected)}")
+
+    def run(batch):
+        return session.run([ONNX_OUTPUT], batch)[0]
+
+    return Variant(name, run, tokenizer, [Path(path)], "onnx", 0.0, list(labels))
+
+
+def onnx_fp32(model_dir: str | os.PathLike, out_dir=None, threads: int | None = None) -> Variant:
+    """ONNX Runtime, float32 (exported on first use, then cached in ``artifacts/``)."""
+    from transformers import AutoTokenizer
+
+    fp32, _ = onnx_files(model_dir, out_dir)
+    return onnx_variant("onnx fp32", fp32, AutoTokenizer.from_pretrained(model_dir), labels_of(model_dir), threads)
+
+
+def onnx_int8(model_dir: str | os.PathLike, out_dir=None, threads: int | None = None,
+              spinning: bool = True) -> Variant:
+    """ONNX Runtime, dynamic int8 (exported and quantised on first use, then cached)."""
+    from transformers import AutoTokenizer
+
+    _, int8 = onnx_files(model_dir, out_dir)
+    return onnx_variant("onnx int8", int8, AutoTokenizer.from_pretrained(model_dir), labels_of(model_dir), threads,
+                        spinning)
+
+
+# --------------------------------------------------------------------------- pruning
+
+def prunable_weights(model) -> list[tuple[object, str]]:
+    """``(module, "weight")`` for every ``nn.Linear`` inside the encoder (not embeddings, not the head)."""
+    import torch
+
+    encoder = getattr(getattr(model, "base_model", model), "encoder", model)
+    return [(m, "weight") for m in encoder.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def magnitude_prune(model, sparsity: float):
+    """A copy of ``model`` whose encoder Linear weights have the fraction ``sparsity`` with the
+    smallest ``|w|`` set to zero, ranked globally across layers (unstructured L1 pruning).
+
+    The zeros are made permanent (no masks left behind), so the result saves and runs like
+    any model. Dense kernels do not skip zeros: expect the same speed and file size, and an
+    accuracy that falls as ``sparsity`` grows.
+    """
+    from torch.nn.utils import prune
+
+    if not 0.0 <= float(sparsity) < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+    pruned = copy.deepcopy(model).eval()
+    params = prunable_weights(pruned)
+    if sparsity > 0:
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=float(sparsity))
+        for module, name in params:
+            prune.remove(module, name)
+    return pruned
+
+
+def weight_sparsity(model) -> float:
+    """Fraction of exact zeros among the prunable (encoder Linear) weights."""
+    params = prunable_weights(model)
+    zeros = sum(int((m.weight == 0).sum()) for m, _ in params)
+    total = sum(m.weight.numel() for m, _ in params)
+    return zeros / total if total else 0.0
+
+
+def pruned(model_dir: str | os.PathLike, sparsity: float, out_dir=None) -> Variant:
+    """Magnitude-pruned fp32 variant, saved with ``save_pretrained`` so its size is real."""
+    model_dir = _check_model_dir(model_dir)
+    out_dir = Path(out_dir) if out_dir else cache_dir_for(model_dir)
+    model, tokenizer = load_classifier(model_dir)
+    pmodel = magnitude_prune(model, sparsity)
+    folder = out_dir / f"pruned-{round(sparsity * 100):02d}"
+    pmodel.save_pretrained(folder)
+    return torch_variant(f"pruned {sparsity:.0%}", pmodel, tokenizer, sorted(folder.glob("*.safetensors")),
+                         sparsity=weight_sparsity(pmodel), labels=labels_of(model_dir))
+
+
+# --------------------------------------------------------------------------- measuring
+
+@dataclass
+class Measurement:
+    """One row of the comparison table."""
+    name: str
+    size_mb: float
+    p50_ms: float
+    p95_ms: float
+    throughput: float  # texts per second at batch 32
+    macro_f1: float
+    accuracy: float
+    sparsity: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "latencies_ms"}
+
+
+def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int | None = None) -> float:
+    """Unweighted mean over classes of ``F1_c = 2 P_c R_c / (P_c + R_c)`` (0 for an empty class)."""
+    from sklearn.metrics import f1_score
+
+    labels = list(range(num_classes)) if num_classes else None
+    return float(f1_score(list(y_true), list(y_pred), average="macro", labels=labels, zero_division=0))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100), linear interpolation as in ``numpy.percentile``."""
+    if len(values) == 0:
+        raise ValueError("percentile of an empty list")
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def measure(variants: Sequence[Variant], texts: Sequence[str], labels: Sequence[int], *,
+            latency_texts: Sequence[str] | None = None, latency_rounds: int = 200, warmup: int = 10,
+            batch_size: int = 32, sort_by_length: bool = True, progress: bool = True) -> list[Measurement]:
+    """Measure every variant in the same run; one ``Measurement`` per variant, in order.
+
+    - **size**: bytes of the files the variant needs, in MB (10^6 bytes);
+    - **latency at batch 1**: ``latency_rounds`` rounds; in each round every variant classifies
+      one text (cycling through ``latency_texts``, default 64 texts spread over ``texts``), in a
+      rotating order. Interleaving means a burst of load from elsewhere on the machine hits all
+      variants alike, so their ratio stays fair. Reported as p50 and p95 in ms. Timed: text in,
+      logits out (tokenisation included, about 0.1 ms).
+    - **throughput at batch 32**: texts per second over one pass of ``texts`` in batches of
+      ``batch_size``, each padded to its longest text. With ``sort_by_length`` (the default) the
+      texts are first ordered by token count, as a batch job would do, so little is padding;
+    - **macro-F1** and accuracy of that same pass against ``labels``.
+    """
+    if len(variants) == 0:
+        raise ValueError("measure needs at least one variant")
+    if len(texts) != len(labels) or len(texts) == 0:
+        raise ValueError(f"texts and labels must be non-empty and of equal length, got {len(texts)} "
+                         f"texts and {len(labels)} labels")
+    if latency_rounds < 1:
+        raise ValueError(f"latency_rounds must be >= 1, got {latency_rounds}")
+    from tqdm.auto import tqdm
+
+    latency_texts = list(latency_texts or texts[::max(1, len(texts) // 64)][:64])
+    batches = [tokenize(v.tokenizer, [latency_texts[0]]) for v in variants]
+    for v, batch in zip(variants, batches):  # warm up: first calls allocate and pick kernels
+        for _ in range(warmup):
+            v.run(batch)
+
+    timings = [[] for _ in variants]
+    order = list(range(len(variants)))
+    for r in tqdm(range(latency_rounds), desc="latency (batch 1)", disable=not progress, leave=False):
+        text = [latency_texts[r % len(latency_texts)]]
+        for i in order:
+            start = time.perf_counter()
+            variants[i].logits(text)
+            timings[i].append((time.perf_counter() - start) * 1e3)
+        order = order[1:] + order[:1]
+
+    rows = []
+    y_true = np.asarray(labels)
+    order = np.arange(len(texts))
+    if sort_by_length:  # same order for every variant: lengths from the first one's tokenizer
+        lengths = [len(ids) for ids in variants[0].tokenizer(list(texts), truncation=True, max_length=MAX_LENGTH)["input_ids"]]
+        order = np.argsort(lengths, kind="stable")
+    ordered = [texts[i] for i in order]
+    for v, lat in tqdm(list(zip(variants, timings)), desc="test set (batch 32)", disable=not progress, leave=False):
+        v.logits(ordered[:batch_size])  # warm up at this batch shape
+        start = time.perf_counter()
+        y_sorted = v.predict(ordered, batch_size=batch_size)
+        seconds = time.perf_counter() - start
+        y_pred = np.empty_like(y_sorted)
+        y_pred[order] = y_sorted
+        rows.append(Measurement(
+            name=v.name, size_mb=v.size_bytes / 1e6, p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95),
+            throughput=len(texts) / seconds, macro_f1=macro_f1(y_true, y_pred, len(v.labels) or None),
+            accuracy=float((y_pred == y_true).mean()), sparsity=v.sparsity, latencies_ms=lat))
+    return rows
+
+
+def format_table(rows: Sequence[Measurement], baseline: str | None = None) -> str:
+    """A plain-text table of measurements; ``speed-up`` is baseline p50 / row p50."""
+    base = next((r for r in rows if r.name == baseline), rows[0]) if rows else None
+    header = (f"{'variant':<16}{'size MB':>9}{'p50 ms':>9}{'p95 ms':>9}{'texts/s @32':>13}"
+              f"{'macro-F1':>10}{'accuracy':>10}{'sparsity':>10}{'speed-up':>10}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r.name:<16}{r.size_mb:>9.1f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.throughput:>13.0f}"
+                     f"{r.macro_f1:>10.4f}{r.accuracy:>10.4f}{r.sparsity:>10.2f}{base.p50_ms / r.p50_ms:>9.1f}x")
+    return "\n".join(lines)
+
+
+def speedup(rows: Sequence[Measurement], slow: str, fast: str) -> float:
+    """p50 latency of ``slow`` divided by p50 latency of ``fast`` (both from the same ``measure`` run)."""
+    by_name = {r.name: r for r in rows}
+    missing = [n for n in (slow, fast) if n not in by_name]
+    if missing:
+        raise ValueError(f"no measurement named {missing}; have {sorted(by_name)}")
+    return by_name[slow].p50_ms / by_name[fast].p50_ms
+
+
+def plot_latency_vs_f1(rows: Sequence[Measurement], ax=None):
+    """Scatter of p50 latency (log x) against macro-F1, marker area proportional to file size."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        ax.scatter(r.p50_ms, r.macro_f1, s=max(20.0, r.size_mb * 3), alpha=0.7)
+        ax.annotate(f"{r.name}\n{r.size_mb:.0f} MB", (r.p50_ms, r.macro_f1), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency at batch 1 (ms, log scale)")
+    ax.set_ylabel("test macro-F1")
+    ax.set_title("Faster is left, better is up (marker area ~ file size)")
+    return ax

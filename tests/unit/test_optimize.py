@@ -1,0 +1,276 @@
+"""course_lib.optimize on a tiny random BERT classifier (built in a second, exported once per session)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from course_lib import optimize as O
+
+TEXTS = ["what a great flight", "they lost my bag again!!", "ok", "the crew was friendly but the seat broke",
+         "@united delayed 3 hours #fail", "fine."]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return O.tiny_classifier(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("variants")
+
+
+@pytest.fixture(scope="module")
+def onnx_paths(tiny, out_dir):
+    return O.onnx_files(tiny, out_dir)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    """The Hugging Face model itself, the reference every variant is compared with."""
+    model, tokenizer = O.load_classifier(tiny)
+    return model, tokenizer
+
+
+def hf_logits(reference, texts):
+    model, tokenizer = reference
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=O.MAX_LENGTH, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc).logits.numpy()
+
+
+def test_softmax_rows_sum_to_one_and_match_torch():
+    z = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32) * 30
+    p = O.softmax(z)
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(p, torch.softmax(torch.from_numpy(z), -1).numpy(), atol=1e-6)
+
+
+def test_tokenize_shapes_and_bad_input(reference):
+    batch = O.tokenize(reference[1], TEXTS)
+    assert set(batch) == {"input_ids", "attention_mask"}
+    assert batch["input_ids"].shape == batch["attention_mask"].shape
+    assert batch["input_ids"].shape[0] == len(TEXTS) and batch["input_ids"].dtype == np.int64
+    long = O.tokenize(reference[1], ["word " * 500])
+    assert long["input_ids"].shape[1] == O.MAX_LENGTH
+    for bad in ([], "a bare string"):
+        with pytest.raises(ValueError, match="non-empty list"):
+            O.tokenize(reference[1], bad)
+
+
+def test_labels_of_reads_id2label(tiny, tmp_path):
+    assert O.labels_of(tiny) == ["negative", "neutral", "positive"]
+    with pytest.raises(ValueError, match="save_pretrained"):
+        O.labels_of(tmp_path)
+
+
+def test_eager_fp32_matches_hugging_face(tiny, reference):
+    v = O.eager_fp32(tiny)
+    np.testing.assert_allclose(v.logits(TEXTS), hf_logits(reference, TEXTS), atol=1e-5)
+    assert v.size_bytes == (tiny / "model.safetensors").stat().st_size
+    probs = v.predict_proba(TEXTS)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(v.predict(TEXTS, batch_size=4), probs.argmax(-1))
+
+
+def test_onnx_export_has_dynamic_batch_and_sequence_axes(onnx_paths):
+    import onnx
+
+    graph = onnx.load(str(onnx_paths[0])).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
+    assert [o.name for o in graph.output] == ["logits"]
+    for i in graph.input:
+        dims = i.type.tensor_type.shape.dim
+        assert len(dims) == 2 and all(d.dim_param and not d.dim_value for d in dims), dims
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32_variant(onnx_paths, reference):
+    return O.onnx_variant("onnx fp32", onnx_paths[0], reference[1])
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.text(alphabet="abcdefgh xyz!?@#é", min_size=1, max_size=60), min_size=1, max_size=5))
+def test_onnx_fp32_matches_eager_for_any_batch_and_length(onnx_fp32_variant, reference, texts):
+    np.testing.assert_allclose(onnx_fp32_variant.logits(texts), hf_logits(reference, texts), atol=1e-4)
+
+
+def test_onnx_int8_is_smaller_and_close(onnx_paths, reference):
+    fp32, int8 = onnx_paths
+    assert int8.stat().st_size < 0.5 * fp32.stat().st_size
+    v = O.onnx_variant("onnx int8", int8, reference[1])
+    got, want = v.logits(TEXTS), hf_logits(reference, TEXTS)
+    spread = np.abs(want).max()
+    assert np.abs(got - want).max() < 0.1 * spread + 1e-3, (got, want)
+
+
+def test_onnx_files_are_cached(tiny, out_dir, onnx_paths):
+    before = [p.stat().st_mtime_ns for p in onnx_paths]
+    again = O.onnx_files(tiny, out_dir)
+    assert again == onnx_paths and [p.stat().st_mtime_ns for p in again] == before
+
+
+def test_onnx_variant_rejects_wrong_inputs(tmp_path, reference):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])
+    path = tmp_path / "wrong.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ValueError, match="expected"):
+        O.onnx_variant("wrong", path, reference[1])
+
+
+def test_torch_dynamic_int8_quantises_every_linear(tiny, out_dir, reference):
+    v = O.torch_dynamic_int8(tiny, out_dir)
+    model = reference[0]
+    q = O.quantize_torch_dynamic(model)
+    kinds = {type(m).__module__ for m in q.modules() if "Linear" in type(m).__name__}
+    assert kinds and all("quantized" in k for k in kinds), kinds
+    assert any(type(m) is torch.nn.Linear for m in model.modules()), "the original must stay float"
+    got, want = v.logits(TEXTS), hf_logits(reference, TEXTS)
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 1e-3
+    assert v.size_bytes > 0
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(min_value=0.0, max_value=0.95))
+def test_magnitude_prune_hits_the_sparsity_and_keeps_the_largest(reference, sparsity):
+    model = reference[0]
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    pruned = O.magnitude_prune(model, sparsity)
+    total = sum(m.weight.numel() for m, _ in O.prunable_weights(pruned))
+    assert abs(O.weight_sparsity(pruned) - sparsity) <= 1.0 / total + 1e-9
+    kept = torch.cat([m.weight[m.weight != 0].abs() for m, _ in O.prunable_weights(pruned)])
+    orig = torch.cat([o.weight.flatten().abs() for o, _ in O.prunable_weights(model)])
+    zeroed = torch.cat([(o.weight[p.weight == 0]).abs()
+                        for (o, _), (p, _) in zip(O.prunable_weights(model), O.prunable_weights(pruned))])
+    if len(zeroed) and len(kept):
+        assert zeroed.max() <= kept.min() + 1e-12, "magnitude pruning must remove the smallest |w| first"
+    assert len(orig) == total
+    for n, p in model.named_parameters():  # the original is untouched
+        assert torch.equal(p, before[n]), n
+    assert not any(name.endswith("_mask") or name.endswith("_orig") for name, _ in pruned.named_parameters())
+
+
+def test_magnitude_prune_rejects_bad_sparsity(reference):
+    for bad in (-0.1, 1.0, 2):
+        with pytest.raises(ValueError, match="sparsity"):
+            O.magnitude_prune(reference[0], bad)
+
+
+def test_pruned_variant_saves_and_reports_sparsity(tiny, out_dir):
+    v = O.pruned(tiny, 0.5, out_dir)
+    assert v.sparsity == pytest.approx(0.5, abs=1e-3)
+    assert v.files and v.size_bytes > 0 and v.name == "pruned 50%"
+
+
+def test_macro_f1_matches_hand_computation():
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 1, 1, 1, 2, 0]
+    # class 0: P=1/2 R=1/2 F=1/2; class 1: P=2/3 R=1 F=0.8; class 2: P=1 R=1/2 F=2/3
+    assert O.macro_f1(y_true, y_pred) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert O.macro_f1([0, 1], [0, 0], num_classes=3) == pytest.approx((2 / 3 + 0 + 0) / 3)
+
+
+def test_percentile_and_its_error():
+    assert O.percentile([1, 2, 3, 4], 50) == 2.5
+    with pytest.raises(ValueError):
+        O.percentile([], 50)
+
+
+def test_measure_one_row_per_variant(tiny, onnx_paths, reference):
+    variants = [O.eager_fp32(tiny), O.onnx_variant("onnx int8", onnx_paths[1], reference[1])]
+    labels = [i % 3 for i in range(len(TEXTS))]
+    rows = O.measure(variants, TEXTS, labels, latency_rounds=6, warmup=1, batch_size=4, progress=False)
+    assert [r.name for r in rows] == ["pytorch fp32", "onnx int8"]
+    for r, v in zip(rows, variants):
+        assert len(r.latencies_ms) == 6 and 0 < r.p50_ms <= r.p95_ms
+        assert r.throughput > 0 and r.size_mb == pytest.approx(v.size_bytes / 1e6)
+        assert r.macro_f1 == pytest.approx(O.macro_f1(labels, v.predict(TEXTS), 3))
+        assert r.accuracy == pytest.approx(np.mean(v.predict(TEXTS) == np.array(labels)))
+    unsorted = O.measure(variants, TEXTS, labels, latency_rounds=2, warmup=1, batch_size=4, sort_by_length=False,
+                         progress=False)
+    assert [r.macro_f1 for r in unsorted] == [r.macro_f1 for r in rows]  # sorting must not mix up the labels
+    table = O.format_table(rows)
+    assert "pytorch fp32" in table and "onnx int8" in table and "1.0x" in table
+    assert O.speedup(rows, "pytorch fp32", "onnx int8") == pytest.approx(rows[0].p50_ms / rows[1].p50_ms)
+    with pytest.raises(ValueError, match="no measurement"):
+        O.speedup(rows, "pytorch fp32", "nope")
+
+
+def test_measure_rejects_bad_arguments(tiny):
+    v = O.eager_fp32(tiny)
+    with pytest.raises(ValueError):
+        O.measure([], TEXTS, [0] * len(TEXTS))
+    with pytest.raises(ValueError, match="equal length"):
+        O.measure([v], TEXTS, [0])
+    with pytest.raises(ValueError, match="latency_rounds"):
+        O.measure([v], TEXTS, [0] * len(TEXTS), latency_rounds=0)
+
+
+def test_artifacts_dir_and_fingerprint(tmp_path, monkeypatch, tiny):
+    monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path / "art"))
+    assert O.artifacts_dir() == tmp_path / "art"
+    assert O.cache_dir_for(tiny).parent == tmp_path / "art" / "optimize"
+    first = O.weights_fingerprint(tiny)
+    weights = tiny / "model.safetensors"
+    st_ = weights.stat()
+    os.utime(weights, ns=(st_.st_atime_ns, st_.st_mtime_ns + 1_000_000_000))
+    try:
+        assert O.weights_fingerprint(tiny) != first, "retrained weights must not reuse a stale export"
+    finally:
+        os.utime(weights, ns=(st_.st_atime_ns, st_.st_mtime_ns))
+
+
+def test_plot_latency_vs_f1(tiny):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rows = [O.Measurement("a", 90.0, 10.0, 12.0, 100.0, 0.7, 0.8), O.Measurement("b", 23.0, 2.0, 3.0, 400.0, 0.69, 0.8)]
+    ax = O.plot_latency_vs_f1(rows)
+    assert ax.get_xscale() == "log" and len(ax.collections) == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(min_value=-10, max_value=10, allow_nan=False, width=32), min_size=1, max_size=50))
+def test_fake_quantize_int8_error_is_at_most_half_a_step(values):
+    w = torch.tensor(values)
+    scale = O.int8_scale(w)
+    w_hat = O.fake_quantize_int8(w)
+    assert w_hat.shape == w.shape and w_hat.dtype == w.dtype
+    assert (w - w_hat).abs().max() <= scale / 2 + 1e-6
+    if scale:
+        codes = torch.round(w_hat / scale)
+        assert codes.abs().max() <= 127 and torch.allclose(codes * scale, w_hat, atol=1e-6)
+
+
+def test_fake_quantize_int8_agrees_with_torch_codes(reference):
+    # torch picks scale = max|w| / 127.5 (so code -128 is used too); with its scale, same formula
+    w = reference[0].bert.encoder.layer[0].attention.self.query.weight.detach()
+    q = O.quantize_torch_dynamic(reference[0]).bert.encoder.layer[0].attention.self.query.weight()
+    assert torch.equal(torch.round(w / q.q_scale()).clamp(-128, 127).to(torch.int8), q.int_repr())
+
+
+def test_check_fake_quantize_int8(capsys):
+    assert O.check_fake_quantize_int8(O.fake_quantize_int8) is O.fake_quantize_int8
+    assert "[correct]" in capsys.readouterr().out
+
+    def unsolved(w):
+        raise NotImplementedError
+
+    assert O.check_fake_quantize_int8(unsolved) is O.fake_quantize_int8
+    assert "[skipped]" in capsys.readouterr().out
+
+    def forgot_zero(w):
+        scale = w.abs().max() / 127
+        return torch.round(w / scale) * scale
+
+    assert O.check_fake_quantize_int8(forgot_zero) is O.fake_quantize_int8
+    out = capsys.readouterr().out
+    assert "[not yet]" in out and "all zeros" in out
