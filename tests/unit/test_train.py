@@ -1,0 +1,277 @@
+"""course_lib.train and course_lib.baselines: batching, schedule, metrics, a few real steps, saving."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from course_lib import train
+from course_lib.data import LABELS
+
+TEXTS = ["I love this airline", "worst flight ever, delayed again", "flight 123 lands at 5pm",
+         "great service, thank you!", "my bag is lost. terrible", "is the website down?",
+         "amazing crew and snacks", "cancelled and no refund", "what time is boarding",
+         "best trip", "never again", "gate changed to B4"] * 2
+LABELS_IDS = [2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1] * 2
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    torch.manual_seed(0)
+    return train.fine_tune(TEXTS, LABELS_IDS, TEXTS[:6], LABELS_IDS[:6],
+                           train.default_config(batch_size=8, train_size=None, evals_per_epoch=1),
+                           progress=False, max_steps=3)
+
+
+# ---------------------------------------------------------------------------------------- batching
+def test_pad_batch_matches_hugging_face_collator():
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    from course_lib.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
+    ids = train.encode(tok, TEXTS[:5])
+    ours = train.pad_batch(ids, LABELS_IDS[:5], pad_id=tok.pad_token_id)
+    theirs = DataCollatorWithPadding(tok)([{"input_ids": s, "labels": y} for s, y in zip(ids, LABELS_IDS[:5])])
+    for key in ("input_ids", "attention_mask", "labels"):
+        assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_pad_batch_rejects_label_count_mismatch():
+    with pytest.raises(ValueError, match="2 sequences but 1 labels"):
+        train.pad_batch([[1, 2], [3]], [0])
+
+
+def test_encode_rejects_single_string():
+    with pytest.raises(ValueError, match="single str"):
+        train.encode(None, "hello")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=300), st.integers(1, 40), st.booleans(), st.integers(0, 5))
+def test_length_bucketed_batches_is_a_partition(lengths, batch_size, shuffle, seed):
+    batches = train.length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= batch_size for b in batches)
+    assert batches == train.length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4)
+
+
+def test_bucketing_cuts_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(8, 64, size=2000).tolist()
+    random_batches = [list(range(i, min(i + 32, 2000))) for i in range(0, 2000, 32)]
+    bucketed = train.length_bucketed_batches(lengths, 32, shuffle=True, seed=0)
+    assert train.padding_fraction(lengths, bucketed) < 0.1 < train.padding_fraction(lengths, random_batches)
+
+
+# ---------------------------------------------------------------------------------------- schedule
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 200), st.floats(0, 0.5))
+def test_warmup_linear_matches_transformers(total, ratio):
+    from transformers import get_linear_schedule_with_warmup
+
+    warmup = round(ratio * total)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_linear_schedule_with_warmup(opt, warmup, total)
+    for step in range(total + 1):
+        assert opt.param_groups[0]["lr"] == pytest.approx(train.warmup_linear_factor(step, warmup, total), abs=1e-12)
+        opt.step()
+        sched.step()
+
+
+def test_warmup_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="total_steps > 0"):
+        train.warmup_linear_factor(0, 0, 0)
+
+
+# ---------------------------------------------------------------------------------------- metrics
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=80))
+def test_metrics_match_scikit_learn(pairs):
+    from sklearn import metrics as skm
+
+    y_true, y_pred = zip(*pairs)
+    ours = train.classification_metrics(y_true, y_pred)
+    assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    sk_f1 = skm.f1_score(y_true, y_pred, average="macro", labels=[0, 1, 2], zero_division=0)
+    assert ours["macro_f1"] == pytest.approx(sk_f1)
+    assert train.macro_f1_from_confusion(ours["confusion"]) == pytest.approx(sk_f1)
+    assert ours["confusion"] == skm.confusion_matrix(y_true, y_pred, labels=[0, 1, 2]).tolist()
+    p, r, _, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=[0, 1, 2], zero_division=0)
+    for k, name in enumerate(LABELS):
+        assert ours["per_class"][name]["precision"] == pytest.approx(p[k])
+        assert ours["per_class"][name]["recall"] == pytest.approx(r[k])
+        assert ours["per_class"][name]["support"] == s[k]
+
+
+def test_confusion_rejects_shape_mismatch():
+    with pytest.raises(ValueError, match="expected equal shapes"):
+        train.confusion_matrix([0, 1], [0])
+
+
+# ---------------------------------------------------------------------------------------- model
+def test_freezing_counts_and_bounds():
+    model, _ = train.load_pretrained_classifier()
+    counts = train.freeze_lower_layers(model, embeddings=True, n_layers=2)
+    emb = sum(p.numel() for p in model.base_model.embeddings.parameters())
+    layer = sum(p.numel() for p in model.base_model.encoder.layer[0].parameters())
+    assert counts["frozen"] == emb + 2 * layer
+    assert counts["total"] == sum(p.numel() for p in model.parameters())
+    assert not model.base_model.encoder.layer[1].attention.self.query.weight.requires_grad
+    assert model.base_model.encoder.layer[2].attention.self.query.weight.requires_grad
+    assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+    with pytest.raises(ValueError, match="0..6"):
+        train.freeze_lower_layers(model, n_layers=7)
+
+
+def test_hf_model_gives_no_loss_without_labels():
+    """The article's bug: without labels there is no loss to call backward() on."""
+    model, tok = train.load_pretrained_classifier()
+    batch = train.pad_batch(train.encode(tok, TEXTS[:2]), pad_id=tok.pad_token_id)
+    assert model(**batch).loss is None
+    assert model(**batch, labels=torch.tensor([2, 0])).loss.ndim == 0
+
+
+def test_a_few_training_steps(tiny_run):
+    r = tiny_run
+    assert len(r.history) == 3 and all(np.isfinite(h["loss"]) for h in r.history)
+    assert r.history[0]["lr"] > 0 and r.history[-1]["lr"] == 0.0  # warm-up then decay to 0 at the end
+    assert len(r.evaluations) == 1 and r.best == r.evaluations[0]
+    pretrained, _ = train.load_pretrained_classifier()
+    frozen = r.model.base_model.encoder.layer[0].output.dense.weight
+    assert torch.equal(frozen, pretrained.base_model.encoder.layer[0].output.dense.weight)
+    top = r.model.base_model.encoder.layer[5].output.dense.weight
+    assert not torch.equal(top, pretrained.base_model.encoder.layer[5].output.dense.weight)
+
+
+def test_fine_tune_rejects_length_mismatch():
+    with pytest.raises(ValueError, match="differ in length"):
+        train.fine_tune(TEXTS, LABELS_IDS[:-1], TEXTS, LABELS_IDS, progress=False)
+
+
+def test_save_reload_with_pipeline(tiny_run, tmp_path):
+    from transformers import pipeline
+
+    folder = train.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / "clf", {"note": "test"})
+    assert train.is_complete_model_folder(folder)
+    assert json.loads((folder / train.SUMMARY_FILE).read_text()) == {"note": "test"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf"]  # no temp folder left behind
+    clf = pipeline("text-classification", model=str(folder))
+    out = clf(TEXTS[:3])
+    assert {o["label"] for o in out} <= set(LABELS)
+    expected = train.predict_logits(tiny_run.model, tiny_run.tokenizer, TEXTS[:3]).argmax(1)
+    assert [LABELS[i] for i in expected] == [o["label"] for o in out]
+
+
+def test_save_is_atomic_on_failure(tiny_run, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tiny_run.tokenizer, "save_pretrained", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        train.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / "clf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_finetuned_model_uses_cache_and_says_when_missing(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "ARTIFACTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="Run lesson 05"):
+        train.finetuned_model(train_if_missing=False)
+    (tmp_path / train.DEFAULT_MODEL_NAME).mkdir()  # a half-written folder does not count
+    (tmp_path / train.DEFAULT_MODEL_NAME / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError):
+        train.finetuned_model(train_if_missing=False)
+    train.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / train.DEFAULT_MODEL_NAME)
+    assert train.finetuned_model() == tmp_path / train.DEFAULT_MODEL_NAME
+
+
+def test_artifacts_dir_is_repo_root_and_ignored():
+    root = train.ARTIFACTS_DIR.parent
+    assert (root / "pyproject.toml").is_file()
+    assert "artifacts/" in (root / ".gitignore").read_text().split()
+
+
+def test_full_setting_from_environment(monkeypatch):
+    monkeypatch.delenv("COURSE_FULL", raising=False)
+    assert train.config_from_env() == train.default_config()
+    monkeypatch.setenv("COURSE_FULL", "1")
+    cfg = train.config_from_env()
+    assert cfg == train.full_config() and cfg.train_size is None and cfg.freeze_layers == 0
+    monkeypatch.setenv("COURSE_FULL", "0")
+    assert not train.full_requested()
+
+
+# ---------------------------------------------------------------------------------------- exercises
+def test_checkers_accept_reference_and_reject_wrong(capsys):
+    assert train.check_pad_to_longest(train.pad_to_longest) is train.pad_to_longest
+    wrong_pad = lambda seqs, pad_id=0: train.pad_to_longest(seqs, 0)  # noqa: E731
+    assert train.check_pad_to_longest(wrong_pad) is train.pad_to_longest
+    assert "pad_id" in capsys.readouterr().out
+
+    def mine(cm):
+        cm = np.asarray(cm, dtype=float)
+        tp = np.diag(cm)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p, r = np.nan_to_num(tp / cm.sum(0)), np.nan_to_num(tp / cm.sum(1))
+            return float(np.nan_to_num(2 * p * r / (p + r)).mean())
+
+    assert train.check_macro_f1(mine) is mine
+    micro = lambda cm: float(np.trace(np.asarray(cm)) / np.asarray(cm).sum())  # noqa: E731
+    assert train.check_macro_f1(micro) is train.macro_f1_from_confusion
+
+    def unsolved(*a):
+        raise NotImplementedError
+
+    assert train.check_warmup_linear_factor(unsolved) is train.warmup_linear_factor
+    assert "[skipped]" in capsys.readouterr().out
+    assert train.check_warmup_linear_factor(train.warmup_linear_factor) is train.warmup_linear_factor
+
+
+# ---------------------------------------------------------------------------------------- baselines
+def test_baselines_on_tiny_data():
+    from course_lib import baselines
+
+    maj = baselines.majority_baseline([0, 0, 1], [0, 1, 2])
+    assert maj["predicted_label"] == 0 and maj["accuracy"] == pytest.approx(1 / 3)
+    tf = baselines.tfidf_baseline(TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, c_grid=(1.0, 10.0))
+    assert tf["C"] in (1.0, 10.0) and tf["accuracy"] > 0.9  # memorises its own training data
+    emb = baselines.mean_pooled_embeddings(TEXTS[:4])
+    assert emb.shape == (4, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+
+def test_mean_pooling_matches_sentence_transformers():
+    from sentence_transformers import SentenceTransformer
+
+    from course_lib import baselines
+    from course_lib.models import resolve_model
+
+    st_model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
+    ref = st_model.encode(TEXTS[:4], normalize_embeddings=True)
+    assert np.allclose(baselines.mean_pooled_embeddings(TEXTS[:4]), ref, atol=1e-4)
+
+
+def test_early_stopping_keeps_the_best_weights(monkeypatch):
+    """Validation macro-F1 goes 0.5, 0.7, 0.6, 0.4: with patience 2 training stops after the 4th
+    evaluation and the weights of the 2nd come back."""
+    scores = iter([0.5, 0.7, 0.6, 0.4, 0.3, 0.2])
+    snapshots = []
+
+    def fake_evaluate(model, *a, **k):
+        snapshots.append(model.classifier.weight.detach().clone())
+        return {"macro_f1": next(scores), "accuracy": 0.0, "loss": 0.0}
+
+    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    cfg = train.default_config(batch_size=4, epochs=3, evals_per_epoch=2, patience=2, train_size=None)
+    r = train.fine_tune(TEXTS[:8], LABELS_IDS[:8], TEXTS[:2], LABELS_IDS[:2], cfg, progress=False)
+    assert r.stopped_early and [e["val_macro_f1"] for e in r.evaluations] == [0.5, 0.7, 0.6, 0.4]
+    assert r.best["val_macro_f1"] == 0.7 and len(r.history) == 4
+    assert torch.equal(r.model.classifier.weight, snapshots[1])
+
+
+def test_experiments_never_overwrite_the_default_model():
+    assert train.default_folder_for(train.default_config()).name == train.DEFAULT_MODEL_NAME
+    assert train.default_folder_for(train.full_config()).name == train.FULL_MODEL_NAME
+    assert train.default_folder_for(train.default_config(lr=1e-4)).name == "minilm-tweets-custom"
