@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "map":
         from .course import course_map_markdown
 
-        print(course_map_markdown())
+        print(course_map_markdown(link_prefix="notebooks/"))
         return 0
     elif command == "serve":
         from .serve import main as run

@@ -26,8 +26,10 @@ def measured_times(path: Path = NOTEBOOKS / "timings.json") -> dict[str, dict]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def course_map_markdown() -> str:
-    """A Markdown table of the lessons that exist, with their measured run times."""
+def course_map_markdown(link_prefix: str = "") -> str:
+    """A Markdown table of the lessons that exist, with their measured run times.
+
+    ``link_prefix`` is put before each notebook link (``"notebooks/"`` for the README)."""
     times = measured_times()
     rows = ["| # | notebook | what you do | run time |", "| --- | --- | --- | --- |"]
     for name, title, idea in LESSONS:
@@ -35,5 +37,5 @@ def course_map_markdown() -> str:
             continue
         t = times.get(name)
         when = f"{t['seconds']:.0f} s ({t['cores']} cores)" if t else "not measured yet"
-        rows.append(f"| {name[:2]} | [{title}]({name}) | {idea} | {when} |")
+        rows.append(f"| {name[:2]} | [{title}]({link_prefix}{name}) | {idea} | {when} |")
     return "\n".join(rows)
