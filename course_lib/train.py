@@ -409,6 +409,7 @@ def save_classifier(model, tokenizer, folder: str | Path, summary: dict | None =
     model.config.id2label = dict(ID2LABEL)
     model.config.label2id = dict(LABEL2ID)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the saved model should be readable like any folder
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
