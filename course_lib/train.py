@@ -36,6 +36,7 @@ from .data import ID2LABEL, LABEL2ID, LABELS, REPO_ROOT
 ARTIFACTS_DIR = REPO_ROOT / "artifacts"
 DEFAULT_MODEL_NAME = "minilm-tweets"
 FULL_MODEL_NAME = "minilm-tweets-full"
+FULL_RUN_RECORD = REPO_ROOT / "notebooks" / "measurements" / "05_full_setting.json"
 SUMMARY_FILE = "training_summary.json"
 
 
@@ -72,7 +73,8 @@ def default_config(**overrides) -> TrainConfig:
 
 def full_config(**overrides) -> TrainConfig:
     """The FULL setting (``COURSE_FULL=1``): the whole training pool, nothing frozen, up to 3
-    epochs with early stopping. Meant for a GPU or a machine with an hour to spare."""
+    epochs with early stopping. Measured: 2,313 steps in 1,138 s on 2 idle CPU cores, test macro-F1
+    0.808 (``recorded_full_run()``). Not measured on a GPU."""
     return replace(TrainConfig(train_size=None, epochs=3, lr=5e-5, freeze_embeddings=False, freeze_layers=0,
                                evals_per_epoch=2, patience=2), **overrides)
 
@@ -477,7 +479,8 @@ def train_and_save(config: TrainConfig = TrainConfig(), folder: str | Path | Non
                "train_seconds": round(result.train_seconds, 1), "eval_seconds": round(result.eval_seconds, 1),
                "test_seconds": round(test_seconds, 1), "threads": torch.get_num_threads(),
                "device": str(next(result.model.parameters()).device), "best_validation": result.best,
-               "stopped_early": result.stopped_early, "test": _jsonable(test),
+               "stopped_early": result.stopped_early, "evaluations": result.evaluations,
+               "test": _jsonable(test),
                "torch": torch.__version__}
     if folder is None:
         folder = default_folder_for(config)
@@ -505,6 +508,12 @@ def finetuned_model(train_if_missing: bool = True, full: bool = False, progress:
     _, test, folder = train_and_save(config, folder, progress=progress)
     print(f"Saved to {folder} (test macro-F1 {test['macro_f1']:.3f}).")
     return folder
+
+
+def recorded_full_run() -> dict:
+    """The committed record of one FULL run (``notebooks/measurements/05_full_setting.json``):
+    the command, the machine, and ``report``, the JSON that ``python -m course_lib.train --full`` printed."""
+    return json.loads(FULL_RUN_RECORD.read_text())
 
 
 def training_summary(folder: str | Path | None = None) -> dict:

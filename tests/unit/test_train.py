@@ -204,6 +204,30 @@ def test_full_setting_from_environment(monkeypatch):
     assert not train.full_requested()
 
 
+def test_recorded_full_run_agrees_with_the_split_and_itself():
+    """The FULL numbers the notebook and README quote come from this record; check it is the FULL
+    setting on today's split and that its metrics are consistent with its own confusion matrix."""
+    from course_lib.data import load_split
+
+    record = train.recorded_full_run()
+    report, cfg = record["report"], train.full_config()
+    assert report["setting"] == "FULL" and "--full" in record["command"]
+    assert report["train_examples"] == len(load_split("train")[0])
+    steps_per_epoch = -(-report["train_examples"] // cfg.batch_size)
+    if report["stopped_early"]:
+        assert report["steps"] < steps_per_epoch * cfg.epochs
+    else:
+        assert report["steps"] == steps_per_epoch * cfg.epochs
+    assert [e["step"] for e in report["evaluations"]][-1] == report["steps"]
+    best = max(report["evaluations"], key=lambda e: e["val_macro_f1"])
+    assert report["best_validation"] == best
+    cm = np.array(report["test"]["confusion"])
+    assert cm.sum() == len(load_split("test")[0])
+    assert report["test"]["macro_f1"] == pytest.approx(train.macro_f1_from_confusion(cm), abs=1e-9)
+    assert report["test"]["accuracy"] == pytest.approx(np.trace(cm) / cm.sum(), abs=1e-9)
+    assert record["elapsed_seconds"] >= report["wall_seconds"] >= report["train_seconds"]
+
+
 # ---------------------------------------------------------------------------------------- exercises
 def test_checkers_accept_reference_and_reject_wrong(capsys):
     assert train.check_pad_to_longest(train.pad_to_longest) is train.pad_to_longest
