@@ -31,3 +31,13 @@ def test_committed_executed_top_to_bottom_without_errors(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_on_the_course_map(path):
     assert path.name in {name for name, _, _ in LESSONS}
+
+
+def test_readme_course_map_matches_measured_times():
+    """The README's map is pasted from ``python -m course_lib map``; it must not drift from timings.json."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    from course_lib.course import course_map_markdown
+
+    expected = course_map_markdown(link_prefix="notebooks/")
+    assert expected in readme, ("README.md's course map differs from notebooks/timings.json; paste the output "
+                                "of `python -m course_lib map` into it:\n" + expected)
