@@ -5,6 +5,7 @@ Kernels inherit this process's environment, and ``import course_lib`` installs t
 ``COURSE_OFFLINE_LOG``; the session fails if that file is not empty at the end, even when the
 code that tried swallowed the exception.
 """
+
 import os
 import tempfile
 from pathlib import Path
@@ -20,12 +21,15 @@ def pytest_configure(config):
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from course_lib.offline import install_guard
+    from course_lib.tooling.offline import install_guard
 
     install_guard()
 
 
 def pytest_sessionfinish(session, exitstatus):
     if _log.exists() and _log.read_text().strip():
-        print("\nOFFLINE GUARD: these network attempts were made during the tests:\n" + _log.read_text())
+        print(
+            "\nOFFLINE GUARD: these network attempts were made during the tests:\n"
+            + _log.read_text()
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

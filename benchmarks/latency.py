@@ -8,6 +8,7 @@ Target (issue 6): ONNX Runtime int8 at least 4x faster than PyTorch eager fp32 a
 same run), with test macro-F1 within 1 point of fp32. Run it on a quiet machine: other busy
 processes inflate every latency (the rounds are interleaved, so the ratio suffers least).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,14 +19,27 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="fine-tuned model folder (default: course_lib.train.finetuned_model())")
-    p.add_argument("--threads", type=int, default=1, help="inference threads for every variant (default 1, as lesson 06)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model", help="fine-tuned model folder (default: course_lib.train.finetuned_model())"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="inference threads for every variant (default 1, as lesson 06)",
+    )
     p.add_argument("--rounds", type=int, default=300, help="batch-1 latency rounds per variant")
     p.add_argument("--sparsities", type=float, nargs="*", default=[0.3, 0.5, 0.7])
     p.add_argument("--limit", type=int, default=None, help="use only the first N test texts")
     p.add_argument("--json", type=Path, help="also write the rows to this JSON file")
-    p.add_argument("--check", action="store_true", help="exit 1 unless ONNX int8 is >= 4x faster and within 1 F1 point")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless ONNX int8 is >= 4x faster and within 1 F1 point",
+    )
     args = p.parse_args(argv)
 
     import course_lib
@@ -42,10 +56,14 @@ def main(argv=None) -> int:
     texts, labels = load_split("test")
     if args.limit:  # every k-th text: a subset spread over the (label-ordered) test set
         step = max(1, len(texts) // args.limit)
-        texts, labels = texts[::step][:args.limit], labels[::step][:args.limit]
+        texts, labels = texts[::step][: args.limit], labels[::step][: args.limit]
     start = time.perf_counter()
-    variants = [O.eager_fp32(model_dir), O.torch_dynamic_int8(model_dir), O.onnx_fp32(model_dir),
-                O.onnx_int8(model_dir)] + [O.pruned(model_dir, s) for s in args.sparsities]
+    variants = [
+        O.eager_fp32(model_dir),
+        O.torch_dynamic_int8(model_dir),
+        O.onnx_fp32(model_dir),
+        O.onnx_int8(model_dir),
+    ] + [O.pruned(model_dir, s) for s in args.sparsities]
     print(f"built {len(variants)} variants in {time.perf_counter() - start:.1f} s")
     rows = O.measure(variants, texts, labels, latency_rounds=args.rounds)
     print(O.format_table(rows))
@@ -53,12 +71,17 @@ def main(argv=None) -> int:
     by_name = {r.name: r for r in rows}
     drop = by_name["pytorch fp32"].macro_f1 - by_name["onnx int8"].macro_f1
     ok = ratio >= 4.0 and drop <= 0.01
-    print(f"ONNX int8 vs PyTorch fp32 at batch 1: {ratio:.1f}x faster (target >= 4x); macro-F1 "
-          f"{'drop' if drop >= 0 else 'gain'} {abs(drop) * 100:.2f} points (target <= 1): "
-          f"{'target met' if ok else 'TARGET MISSED'}")
+    print(
+        f"ONNX int8 vs PyTorch fp32 at batch 1: {ratio:.1f}x faster (target >= 4x); macro-F1 "
+        f"{'drop' if drop >= 0 else 'gain'} {abs(drop) * 100:.2f} points (target <= 1): "
+        f"{'target met' if ok else 'TARGET MISSED'}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"rows": [r.as_dict() for r in rows], "speedup": ratio,
-                                         "f1_drop": drop}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"rows": [r.as_dict() for r in rows], "speedup": ratio, "f1_drop": drop}, indent=1
+            )
+        )
     return 0 if ok or not args.check else 1
 
 

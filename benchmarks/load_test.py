@@ -8,6 +8,7 @@ Starts ``python -m course_lib serve`` as a subprocess on a free loopback port fo
 so the client and the server share this machine's cores (the numbers are a floor). Prints
 p50/p95/p99 latency, requests/s and errors, and the batching speed-up in requests/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,12 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="fine-tuned model folder (default: course_lib.train.finetuned_model())")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model", help="fine-tuned model folder (default: course_lib.train.finetuned_model())"
+    )
     p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=16)
@@ -36,14 +41,20 @@ def main(argv=None) -> int:
 
         model_dir = finetuned_model()
     texts, _ = load_split("test")
-    settings = [("micro-batching", ["--batching", "on"])] + ([] if args.no_compare else
-                                                             [("no batching", ["--batching", "off"])])
+    settings = [("micro-batching", ["--batching", "on"])] + (
+        [] if args.no_compare else [("no batching", ["--batching", "off"])]
+    )
     results = {}
     for name, extra in settings:
         with ServerProcess(model_dir, backend=args.backend, extra_args=extra) as server:
             load_test(server.url, texts, requests=50, concurrency=4)  # warm up
-            results[name] = load_test(server.url, texts, requests=args.requests, concurrency=args.concurrency,
-                                      progress=True)
+            results[name] = load_test(
+                server.url,
+                texts,
+                requests=args.requests,
+                concurrency=args.concurrency,
+                progress=True,
+            )
         print(f"{name:>15}: {results[name].summary()}")
         if results[name].errors:
             print("   errors:", results[name].error_samples)

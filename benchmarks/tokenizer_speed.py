@@ -14,6 +14,7 @@ letter) with both tokenizers and counts the characters where the ids differ; the
 for characters whose Unicode properties changed after the (older) tables the Rust tokenizer
 was built with. It takes a minute or two.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,7 @@ def unicode_sweep(ours, hf) -> None:
 
     total = 0
     for cp in range(0x110000):
-        if 0xD800 <= cp <= 0xDFFF:   # surrogates cannot be encoded
+        if 0xD800 <= cp <= 0xDFFF:  # surrogates cannot be encoded
             continue
         ch = chr(cp)
         chunk.append(f"a{ch}b {ch} x{ch}")
@@ -60,14 +61,18 @@ def unicode_sweep(ours, hf) -> None:
             flush()
     flush()
     cats = Counter(unicodedata.category(c) for c in bad)
-    print(f"unicode sweep: {len(bad)} of {total} code points give different ids "
-          f"(Python's Unicode {unicodedata.unidata_version}); by category: {dict(cats.most_common())}")
+    print(
+        f"unicode sweep: {len(bad)} of {total} code points give different ids "
+        f"(Python's Unicode {unicodedata.unidata_version}); by category: {dict(cats.most_common())}"
+    )
     for c in bad[:8]:
         print(f"  U+{ord(c):04X} {unicodedata.category(c)} {unicodedata.name(c, '?')}")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--unicode-sweep", action="store_true")
     args = parser.parse_args(argv)
@@ -106,20 +111,26 @@ def main(argv=None) -> int:
 
     n_tokens = sum(map(len, hf_ids))
     print(f"corpus: {len(texts)} texts, {n_tokens} tokens; identical ids: {same}/{len(texts)}")
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', '(unset)')}")
-    rows = [("batch call, cold cache (ours)", ours_cold, None),
-            ("batch call, warm cache", ours_batch, hf_batch),
-            ("one call per text, warm cache", ours_loop, hf_loop),
-            ("ids only: ours vs Rust encode_batch", ours_ids_only, core_batch)]
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', '(unset)')}"
+    )
+    rows = [
+        ("batch call, cold cache (ours)", ours_cold, None),
+        ("batch call, warm cache", ours_batch, hf_batch),
+        ("one call per text, warm cache", ours_loop, hf_loop),
+        ("ids only: ours vs Rust encode_batch", ours_ids_only, core_batch),
+    ]
     print(f"{'':34s} {'ours':>9s} {'HF fast':>9s} {'ours/HF':>8s}")
     for name, ours_s, hf_s in rows:
         hf_text = f"{hf_s:8.2f}s" if hf_s else f"{'':9s}"
         ratio = f"{ours_s / hf_s:8.2f}" if hf_s else f"{ours_s / hf_batch:8.2f}"
         print(f"{name:34s} {ours_s:8.2f}s {hf_text} {ratio}")
-    print(f"throughput (batch, warm): ours {len(texts) / ours_batch:,.0f} texts/s, "
-          f"HF fast via transformers {len(texts) / hf_batch:,.0f} texts/s, "
-          f"Rust core {len(texts) / core_batch:,.0f} texts/s")
+    print(
+        f"throughput (batch, warm): ours {len(texts) / ours_batch:,.0f} texts/s, "
+        f"HF fast via transformers {len(texts) / hf_batch:,.0f} texts/s, "
+        f"Rust core {len(texts) / core_batch:,.0f} texts/s"
+    )
     if args.unicode_sweep:
         unicode_sweep(cold_tok, hf)
     return 0 if same == len(texts) else 1

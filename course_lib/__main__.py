@@ -1,4 +1,5 @@
 """Command line: ``python -m course_lib doctor | student | serve ...``."""
+
 from __future__ import annotations
 
 import sys
@@ -20,19 +21,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "doctor":
-        from .checkup import main as run
+        from .tooling.checkup import main as run
     elif command == "student":
-        from .student import main as run
+        from .tooling.student import main as run
     elif command == "map":
-        from .course import course_map_markdown
+        from .tooling.coursemap import course_map_markdown
 
         print(course_map_markdown(link_prefix="notebooks/"))
         return 0
     elif command == "serve":
         from .serve import main as run
     else:
-        print(f"unknown command {command!r}; expected one of: doctor, student, serve, map\n\n{USAGE}",
-              file=sys.stderr)
+        print(
+            f"unknown command {command!r}; expected one of: doctor, student, serve, map\n\n{USAGE}",
+            file=sys.stderr,
+        )
         return 2
     return run(rest)
 

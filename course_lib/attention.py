@@ -15,6 +15,7 @@ and an all-zero output, and the other rows are untouched (no NaN leaks, in the o
 gradients). This is also what ``torch.nn.functional.scaled_dot_product_attention`` returns in
 torch 2.13, whereas a textbook ``torch.softmax`` over an all ``-inf`` row gives NaN.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,10 @@ import torch
 def dot_product_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """All pairwise dot products: ``a`` is ``(..., n, d)``, ``b`` is ``(..., m, d)``; result ``(..., n, m)``."""
     if a.shape[-1] != b.shape[-1]:
-        raise ValueError(f"dot products need the same last dimension: got a {tuple(a.shape)} and "
-                         f"b {tuple(b.shape)}; expected a (..., n, d) and b (..., m, d)")
+        raise ValueError(
+            f"dot products need the same last dimension: got a {tuple(a.shape)} and "
+            f"b {tuple(b.shape)}; expected a (..., n, d) and b (..., m, d)"
+        )
     return a @ b.transpose(-2, -1)
 
 
@@ -68,7 +71,9 @@ def padding_mask(lengths, S: int | None = None) -> torch.Tensor:
     """
     lengths = torch.as_tensor(lengths)
     if lengths.dim() != 1:
-        raise ValueError(f"lengths must be 1-D (one per sequence), got shape {tuple(lengths.shape)}")
+        raise ValueError(
+            f"lengths must be 1-D (one per sequence), got shape {tuple(lengths.shape)}"
+        )
     S = int(lengths.max()) if S is None else S
     if (lengths > S).any() or (lengths < 0).any():
         raise ValueError(f"lengths must lie in [0, {S}], got {lengths.tolist()}")
@@ -88,34 +93,51 @@ def _check_inputs(q, k, v, mask) -> None:
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() < 2:
-            raise ValueError(f"{name} must have at least 2 dimensions (..., seq, dim), got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have at least 2 dimensions (..., seq, dim), got shape {tuple(t.shape)}"
+            )
     shapes = f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share the last dimension d_k: {shapes}; expected q (..., L, d_k), "
-                         f"k (..., S, d_k)")
+        raise ValueError(
+            f"q and k must share the last dimension d_k: {shapes}; expected q (..., L, d_k), "
+            f"k (..., S, d_k)"
+        )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same number of positions S: {shapes}; expected "
-                         f"k (..., S, d_k), v (..., S, d_v)")
+        raise ValueError(
+            f"k and v must have the same number of positions S: {shapes}; expected "
+            f"k (..., S, d_k), v (..., S, d_v)"
+        )
     try:
         batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except RuntimeError:
-        raise ValueError(f"the leading (batch, head) dimensions do not broadcast: {shapes}") from None
+        raise ValueError(
+            f"the leading (batch, head) dimensions do not broadcast: {shapes}"
+        ) from None
     if mask is not None:
         if not isinstance(mask, torch.Tensor):
             raise ValueError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
         if mask.dtype != torch.bool and not mask.is_floating_point():
-            raise ValueError(f"mask must be boolean (True = attend) or floating (additive), got dtype {mask.dtype}")
+            raise ValueError(
+                f"mask must be boolean (True = attend) or floating (additive), got dtype {mask.dtype}"
+            )
         scores = (*batch, q.shape[-2], k.shape[-2])
         try:
             if torch.broadcast_shapes(mask.shape, scores) != torch.Size(scores):
                 raise RuntimeError
         except RuntimeError:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
-                             f"{scores} (..., L, S); {shapes}") from None
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+                f"{scores} (..., L, S); {shapes}"
+            ) from None
 
 
-def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None,
-                      is_causal: bool = False, scale: float | None = None) -> torch.Tensor:
+def attention_weights(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> torch.Tensor:
     """``softmax(q k^T * scale + mask)``, shape ``(..., L, S)``; ``scale`` defaults to ``1/sqrt(d_k)``."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = dot_product_similarity(q, k) * scale
@@ -129,10 +151,17 @@ def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | Non
     return softmax(scores, dim=-1)
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 mask: torch.Tensor | None = None, *, is_causal: bool = False,
-                                 scale: float | None = None, dropout_p: float = 0.0,
-                                 return_weights: bool = False):
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    is_causal: bool = False,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    return_weights: bool = False,
+):
     """``softmax(q k^T / sqrt(d_k) + mask) v``.
 
     q ``(..., L, d_k)``, k ``(..., S, d_k)``, v ``(..., S, d_v)`` -> ``(..., L, d_v)``; with
@@ -158,8 +187,9 @@ def qk_variance(d_k: int, n_samples: int = 20000, seed: int = 0) -> float:
     return (q * k).sum(-1).var().item()
 
 
-def mean_max_weight(d_k: int, n_keys: int = 16, scaled: bool = True, n_samples: int = 2000,
-                    seed: int = 0) -> float:
+def mean_max_weight(
+    d_k: int, n_keys: int = 16, scaled: bool = True, n_samples: int = 2000, seed: int = 0
+) -> float:
     """Average largest softmax weight over random queries: near 1 means the softmax saturated."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(n_samples, 1, d_k, generator=g)
@@ -170,27 +200,38 @@ def mean_max_weight(d_k: int, n_keys: int = 16, scaled: bool = True, n_samples: 
 
 # ---------------------------------------------------------------- exercise checkers (lesson 01)
 
+
 def check_softmax(fn, verbose: bool = True):
     """Checker for the stable-softmax exercise; returns the function to use from here on."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(1)
     cases = [
         Case("a small row", (torch.tensor([[1.0, 2.0, 3.0]]),)),
         Case("a batch of random rows", (torch.randn(4, 7, generator=g),)),
-        Case("large scores (1000)", (torch.tensor([[1000.0, 999.0, 998.0]]),),
-             hint="exp(1000) overflows float32; subtract the row maximum before exp."),
-        Case("very negative scores (-1000)", (torch.tensor([[-1000.0, -1001.0]]),),
-             hint="exp(-1000) underflows to 0, so 0/0; subtracting the max fixes this too."),
-        Case("softmax over dim=0", (torch.randn(3, 5, generator=g),), {"dim": 0},
-             hint="use the `dim` argument for max and sum, with keepdim=True."),
+        Case(
+            "large scores (1000)",
+            (torch.tensor([[1000.0, 999.0, 998.0]]),),
+            hint="exp(1000) overflows float32; subtract the row maximum before exp.",
+        ),
+        Case(
+            "very negative scores (-1000)",
+            (torch.tensor([[-1000.0, -1001.0]]),),
+            hint="exp(-1000) underflows to 0, so 0/0; subtracting the max fixes this too.",
+        ),
+        Case(
+            "softmax over dim=0",
+            (torch.randn(3, 5, generator=g),),
+            {"dim": 0},
+            hint="use the `dim` argument for max and sum, with keepdim=True.",
+        ),
     ]
     return check_exercise("stable softmax", fn, softmax, cases, verbose=verbose).function
 
 
 def check_causal_mask(fn, verbose: bool = True):
     """Checker for the causal-mask exercise (``fn(L) -> (L, L) bool``, True = may attend)."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     hint = "position i may attend to keys 0..i: True on and below the diagonal (torch.tril)."
     cases = [Case(f"L = {n}", (n,), hint=hint) for n in (1, 2, 5, 8)]

@@ -10,6 +10,7 @@
 
 Each returns a dict with ``classification_metrics`` on the evaluation set, plus ``seconds``.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,16 @@ def tfidf_vectorizer():
     return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
 
 
-def tfidf_baseline(train_texts: list[str], train_labels: list[int], val_texts: list[str], val_labels: list[int],
-                   test_texts: list[str], test_labels: list[int], c_grid=TFIDF_C_GRID, seed: int = 0) -> dict:
+def tfidf_baseline(
+    train_texts: list[str],
+    train_labels: list[int],
+    val_texts: list[str],
+    val_labels: list[int],
+    test_texts: list[str],
+    test_labels: list[int],
+    c_grid=TFIDF_C_GRID,
+    seed: int = 0,
+) -> dict:
     """TF-IDF + logistic regression; ``C`` chosen by validation macro-F1, then scored on test.
 
     The vocabulary is fitted on the training texts only. Returns the metrics plus ``C``,
@@ -53,18 +62,31 @@ def tfidf_baseline(train_texts: list[str], train_labels: list[int], val_texts: l
     x_train, x_val, x_test = (vectorizer.transform(t) for t in (train_texts, val_texts, test_texts))
     fitted, scores = {}, {}
     for C in c_grid:
-        fitted[C] = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x_train, train_labels)
+        fitted[C] = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(
+            x_train, train_labels
+        )
         scores[C] = classification_metrics(val_labels, fitted[C].predict(x_val))["macro_f1"]
     best_c = max(scores, key=scores.get)
     metrics = classification_metrics(test_labels, fitted[best_c].predict(x_test))
-    metrics.update(seconds=time.perf_counter() - t0, C=best_c, validation_macro_f1_by_C=scores,
-                   vectorizer=vectorizer, classifier=fitted[best_c], n_features=x_train.shape[1])
+    metrics.update(
+        seconds=time.perf_counter() - t0,
+        C=best_c,
+        validation_macro_f1_by_C=scores,
+        vectorizer=vectorizer,
+        classifier=fitted[best_c],
+        n_features=x_train.shape[1],
+    )
     return metrics
 
 
 @torch.inference_mode()
-def mean_pooled_embeddings(texts: list[str], model: str = "minilm", batch_size: int = 128, max_length: int = 128,
-                           progress: bool = False) -> np.ndarray:
+def mean_pooled_embeddings(
+    texts: list[str],
+    model: str = "minilm",
+    batch_size: int = 128,
+    max_length: int = 128,
+    progress: bool = False,
+) -> np.ndarray:
     r"""Sentence vectors from a frozen encoder: ``(N, hidden)``, L2-normalised.
 
     :math:`e = \sum_t m_t h_t / \sum_t m_t` over the last hidden states ``h (L, hidden)`` with the
@@ -80,19 +102,30 @@ def mean_pooled_embeddings(texts: list[str], model: str = "minilm", batch_size: 
     encoder = AutoModel.from_pretrained(folder).eval()
     ids = encode(tokenizer, texts, max_length)
     out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
-    for b in tqdm(length_bucketed_batches([len(s) for s in ids], batch_size, shuffle=False),
-                  desc="embedding", disable=not progress, leave=False):
+    for b in tqdm(
+        length_bucketed_batches([len(s) for s in ids], batch_size, shuffle=False),
+        desc="embedding",
+        disable=not progress,
+        leave=False,
+    ):
         batch = pad_batch([ids[i] for i in b], pad_id=tokenizer.pad_token_id)
-        h = encoder(**batch).last_hidden_state                      # (B, L, hidden)
-        m = batch["attention_mask"].unsqueeze(-1).to(h.dtype)       # (B, L, 1)
+        h = encoder(**batch).last_hidden_state  # (B, L, hidden)
+        m = batch["attention_mask"].unsqueeze(-1).to(h.dtype)  # (B, L, 1)
         e = (h * m).sum(1) / m.sum(1).clamp(min=1)
         out[b] = torch.nn.functional.normalize(e, dim=-1).numpy()
     return out
 
 
-def embedding_baseline(train_texts: list[str], train_labels: list[int], test_texts: list[str],
-                       test_labels: list[int], n_train: int | None = 2000, model: str = "minilm",
-                       seed: int = 0, progress: bool = False) -> dict:
+def embedding_baseline(
+    train_texts: list[str],
+    train_labels: list[int],
+    test_texts: list[str],
+    test_labels: list[int],
+    n_train: int | None = 2000,
+    model: str = "minilm",
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Frozen mean-pooled MiniLM embeddings + logistic regression, trained on ``n_train`` pool tweets."""
     from sklearn.linear_model import LogisticRegression
 

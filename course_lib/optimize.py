@@ -25,6 +25,7 @@ latency rounds interleaved so that a busy machine slows every variant alike.
 
 Exported files go to ``artifacts/`` (git-ignored), cached by the weights they came from.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,20 +35,23 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 MAX_LENGTH = 128  # tokens; tweets average 32, so truncation almost never bites
 # Part of the cache key of exported files: change it whenever the export recipe changes.
-EXPORT_RECIPE = "torch.onnx.export(dynamo) + eager attention; ort quantize_dynamic QInt8 per-channel; v2"
+EXPORT_RECIPE = (
+    "torch.onnx.export(dynamo) + eager attention; ort quantize_dynamic QInt8 per-channel; v2"
+)
 ONNX_INPUTS = ("input_ids", "attention_mask")
 ONNX_OUTPUT = "logits"
 
 
 # --------------------------------------------------------------------------- where files go
+
 
 def artifacts_dir() -> Path:
     """``$COURSE_ARTIFACTS`` if set, else ``artifacts/`` at the repository root (git-ignored).
@@ -80,7 +84,11 @@ def weights_fingerprint(model_dir: str | os.PathLike) -> str:
 def cache_dir_for(model_dir: str | os.PathLike) -> Path:
     """``artifacts/optimize/<model folder name>-<fingerprint>/``: where its variants are written."""
     model_dir = Path(model_dir)
-    return artifacts_dir() / "optimize" / f"{model_dir.resolve().name}-{weights_fingerprint(model_dir)}"
+    return (
+        artifacts_dir()
+        / "optimize"
+        / f"{model_dir.resolve().name}-{weights_fingerprint(model_dir)}"
+    )
 
 
 @contextlib.contextmanager
@@ -101,13 +109,20 @@ def _quiet(*loggers: str):
 def _check_model_dir(model_dir) -> Path:
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
-        raise ValueError(f"model_dir must be a folder written by save_pretrained() (with config.json); "
-                         f"got {str(model_dir)!r}")
+        raise ValueError(
+            f"model_dir must be a folder written by save_pretrained() (with config.json); "
+            f"got {str(model_dir)!r}"
+        )
     return model_dir
 
 
-def tiny_classifier(folder: str | os.PathLike, labels: Sequence[str] = ("negative", "neutral", "positive"),
-                    seed: int = 0, hidden_size: int = 32, num_layers: int = 2) -> Path:
+def tiny_classifier(
+    folder: str | os.PathLike,
+    labels: Sequence[str] = ("negative", "neutral", "positive"),
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+) -> Path:
     """Save a small, randomly initialised BERT classifier with the MiniLM tokenizer to ``folder``.
 
     Same format as the fine-tuned model (``save_pretrained`` + tokenizer + ``id2label``), built
@@ -121,10 +136,17 @@ def tiny_classifier(folder: str | os.PathLike, labels: Sequence[str] = ("negativ
 
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=512,
-                        num_labels=len(labels), id2label=dict(enumerate(labels)),
-                        label2id={name: i for i, name in enumerate(labels)})
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=512,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
     torch.manual_seed(seed)
     BertForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -132,6 +154,7 @@ def tiny_classifier(folder: str | os.PathLike, labels: Sequence[str] = ("negativ
 
 
 # --------------------------------------------------------------------------- loading, tokenising
+
 
 def load_classifier(model_dir: str | os.PathLike, attn_implementation: str | None = None):
     """``(model, tokenizer)`` from a ``save_pretrained`` folder; the model in eval mode, on CPU.
@@ -159,11 +182,15 @@ def labels_of(model_dir: str | os.PathLike) -> list[str]:
     return [id2label[str(i)] for i in range(len(id2label))]
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_length: int = MAX_LENGTH) -> dict[str, np.ndarray]:
+def tokenize(
+    tokenizer, texts: Sequence[str], max_length: int = MAX_LENGTH
+) -> dict[str, np.ndarray]:
     """Token ids and attention mask, both ``(n, T)`` int64, padded to the longest text (T <= max_length)."""
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError(f"texts must be a non-empty list of strings, got {texts!r:.80}")
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    enc = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np"
+    )
     return {name: enc[name].astype(np.int64) for name in ONNX_INPUTS}
 
 
@@ -175,6 +202,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- int8, by hand
+
 
 def int8_scale(w) -> float:
     """Symmetric per-tensor scale ``max|w| / 127``: the largest magnitude maps to code 127."""
@@ -199,24 +227,36 @@ def check_fake_quantize_int8(fn, verbose: bool = True):
     """Checker for the int8 exercise; returns the function to use from here on."""
     import torch
 
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(2)
     outlier = torch.randn(8, 8, generator=g) * 0.05
     outlier[3, 4] = 4.0
     cases = [
-        Case("a small vector", (torch.tensor([0.5, -1.0, 0.26, 0.0]),),
-             hint="scale = max|w| / 127; then round(w / scale) * scale."),
+        Case(
+            "a small vector",
+            (torch.tensor([0.5, -1.0, 0.26, 0.0]),),
+            hint="scale = max|w| / 127; then round(w / scale) * scale.",
+        ),
         Case("a random weight matrix", (torch.randn(16, 32, generator=g) * 0.1,)),
-        Case("one large outlier", (outlier,),
-             hint="the scale comes from the largest magnitude, the outlier included."),
-        Case("all zeros", (torch.zeros(3, 3),), hint="max|w| is 0 here: return zeros instead of dividing by 0."),
+        Case(
+            "one large outlier",
+            (outlier,),
+            hint="the scale comes from the largest magnitude, the outlier included.",
+        ),
+        Case(
+            "all zeros",
+            (torch.zeros(3, 3),),
+            hint="max|w| is 0 here: return zeros instead of dividing by 0.",
+        ),
     ]
-    return check_exercise("int8 quantise and dequantise", fn, fake_quantize_int8, cases, atol=1e-6,
-                          verbose=verbose).function
+    return check_exercise(
+        "int8 quantise and dequantise", fn, fake_quantize_int8, cases, atol=1e-6, verbose=verbose
+    ).function
 
 
 # --------------------------------------------------------------------------- the variants
+
 
 @dataclass
 class Variant:
@@ -225,6 +265,7 @@ class Variant:
     ``run(batch) -> (n, C) logits`` takes the output of ``tokenize``; ``files`` are what must be
     shipped to run it (their total is the reported size).
     """
+
     name: str
     run: Callable[[dict[str, np.ndarray]], np.ndarray]
     tokenizer: object
@@ -247,12 +288,21 @@ class Variant:
 
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Class index per text, ``(n,)``, computed in batches."""
-        out = [self.logits(texts[i:i + batch_size]).argmax(-1) for i in range(0, len(texts), batch_size)]
+        out = [
+            self.logits(texts[i : i + batch_size]).argmax(-1)
+            for i in range(0, len(texts), batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def torch_variant(name: str, model, tokenizer, files: Sequence[Path], sparsity: float = 0.0,
-                  labels: Sequence[str] = ()) -> Variant:
+def torch_variant(
+    name: str,
+    model,
+    tokenizer,
+    files: Sequence[Path],
+    sparsity: float = 0.0,
+    labels: Sequence[str] = (),
+) -> Variant:
     """Wrap a PyTorch classifier (anything returning ``.logits``) as a ``Variant``."""
     import torch
 
@@ -284,11 +334,14 @@ def quantize_torch_dynamic(model):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
-                                                      dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8
+        )
 
 
-def torch_dynamic_int8(model_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Variant:
+def torch_dynamic_int8(
+    model_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None
+) -> Variant:
     """PyTorch dynamic int8. Its state dict is saved to ``out_dir`` so that its size is real."""
     import torch
 
@@ -339,16 +392,26 @@ def export_onnx(model, tokenizer, path: str | os.PathLike) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with _quiet("torch.onnx", "torch.export", "onnxscript"):
         program = torch.onnx.export(
-            _LogitsOnly.wrap(model), tuple(torch.from_numpy(example[k]) for k in ONNX_INPUTS),
-            input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUT],
-            dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}},
-            dynamo=True, external_data=False, verbose=False)
+            _LogitsOnly.wrap(model),
+            tuple(torch.from_numpy(example[k]) for k in ONNX_INPUTS),
+            input_names=list(ONNX_INPUTS),
+            output_names=[ONNX_OUTPUT],
+            dynamic_shapes={
+                "input_ids": {0: batch, 1: sequence},
+                "attention_mask": {0: batch, 1: sequence},
+            },
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
         program.save(str(tmp), external_data=False)
     os.replace(tmp, path)
     return path
 
 
-def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True) -> Path:
+def quantize_onnx_int8(
+    src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True
+) -> Path:
     """ONNX Runtime dynamic quantisation: MatMul weights to signed int8, activations at run time.
 
     ``per_channel=True`` gives every output channel (row of a weight matrix) its own scale, so a
@@ -365,8 +428,9 @@ def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike, per_chann
     return dst
 
 
-def onnx_files(model_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-               refresh: bool = False) -> tuple[Path, Path]:
+def onnx_files(
+    model_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, refresh: bool = False
+) -> tuple[Path, Path]:
     """``(fp32.onnx, int8.onnx)`` for a model folder: exported and quantised once, then cached."""
     model_dir = _check_model_dir(model_dir)
     out_dir = Path(out_dir) if out_dir else cache_dir_for(model_dir)
@@ -405,8 +469,14 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, spinning: 
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_variant(name: str, path: str | os.PathLike, tokenizer, labels: Sequence[str] = (),
-                 threads: int | None = None, spinning: bool = True) -> Variant:
+def onnx_variant(
+    name: str,
+    path: str | os.PathLike,
+    tokenizer,
+    labels: Sequence[str] = (),
+    threads: int | None = None,
+    spinning: bool = True,
+) -> Variant:
     """Wrap an ONNX file (inputs ``input_ids``, ``attention_mask``; output ``logits``) as a ``Variant``."""
     session = onnx_session(path, threads, spinning)
     expected = set(ONNX_INPUTS)
@@ -425,20 +495,30 @@ def onnx_fp32(model_dir: str | os.PathLike, out_dir=None, threads: int | None = 
     from transformers import AutoTokenizer
 
     fp32, _ = onnx_files(model_dir, out_dir)
-    return onnx_variant("onnx fp32", fp32, AutoTokenizer.from_pretrained(model_dir), labels_of(model_dir), threads)
+    return onnx_variant(
+        "onnx fp32", fp32, AutoTokenizer.from_pretrained(model_dir), labels_of(model_dir), threads
+    )
 
 
-def onnx_int8(model_dir: str | os.PathLike, out_dir=None, threads: int | None = None,
-              spinning: bool = True) -> Variant:
+def onnx_int8(
+    model_dir: str | os.PathLike, out_dir=None, threads: int | None = None, spinning: bool = True
+) -> Variant:
     """ONNX Runtime, dynamic int8 (exported and quantised on first use, then cached)."""
     from transformers import AutoTokenizer
 
     _, int8 = onnx_files(model_dir, out_dir)
-    return onnx_variant("onnx int8", int8, AutoTokenizer.from_pretrained(model_dir), labels_of(model_dir), threads,
-                        spinning)
+    return onnx_variant(
+        "onnx int8",
+        int8,
+        AutoTokenizer.from_pretrained(model_dir),
+        labels_of(model_dir),
+        threads,
+        spinning,
+    )
 
 
 # --------------------------------------------------------------------------- pruning
+
 
 def prunable_weights(model) -> list[tuple[object, str]]:
     """``(module, "weight")`` for every ``nn.Linear`` inside the encoder (not embeddings, not the head)."""
@@ -463,7 +543,9 @@ def magnitude_prune(model, sparsity: float):
     pruned = copy.deepcopy(model).eval()
     params = prunable_weights(pruned)
     if sparsity > 0:
-        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=float(sparsity))
+        prune.global_unstructured(
+            params, pruning_method=prune.L1Unstructured, amount=float(sparsity)
+        )
         for module, name in params:
             prune.remove(module, name)
     return pruned
@@ -485,15 +567,23 @@ def pruned(model_dir: str | os.PathLike, sparsity: float, out_dir=None) -> Varia
     pmodel = magnitude_prune(model, sparsity)
     folder = out_dir / f"pruned-{round(sparsity * 100):02d}"
     pmodel.save_pretrained(folder)
-    return torch_variant(f"pruned {sparsity:.0%}", pmodel, tokenizer, sorted(folder.glob("*.safetensors")),
-                         sparsity=weight_sparsity(pmodel), labels=labels_of(model_dir))
+    return torch_variant(
+        f"pruned {sparsity:.0%}",
+        pmodel,
+        tokenizer,
+        sorted(folder.glob("*.safetensors")),
+        sparsity=weight_sparsity(pmodel),
+        labels=labels_of(model_dir),
+    )
 
 
 # --------------------------------------------------------------------------- measuring
 
+
 @dataclass
 class Measurement:
     """One row of the comparison table."""
+
     name: str
     size_mb: float
     p50_ms: float
@@ -513,7 +603,9 @@ def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int | No
     from sklearn.metrics import f1_score
 
     labels = list(range(num_classes)) if num_classes else None
-    return float(f1_score(list(y_true), list(y_pred), average="macro", labels=labels, zero_division=0))
+    return float(
+        f1_score(list(y_true), list(y_pred), average="macro", labels=labels, zero_division=0)
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -523,9 +615,18 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
-def measure(variants: Sequence[Variant], texts: Sequence[str], labels: Sequence[int], *,
-            latency_texts: Sequence[str] | None = None, latency_rounds: int = 200, warmup: int = 10,
-            batch_size: int = 32, sort_by_length: bool = True, progress: bool = True) -> list[Measurement]:
+def measure(
+    variants: Sequence[Variant],
+    texts: Sequence[str],
+    labels: Sequence[int],
+    *,
+    latency_texts: Sequence[str] | None = None,
+    latency_rounds: int = 200,
+    warmup: int = 10,
+    batch_size: int = 32,
+    sort_by_length: bool = True,
+    progress: bool = True,
+) -> list[Measurement]:
     """Measure every variant in the same run; one ``Measurement`` per variant, in order.
 
     - **size**: bytes of the files the variant needs, in MB (10^6 bytes);
@@ -542,13 +643,15 @@ def measure(variants: Sequence[Variant], texts: Sequence[str], labels: Sequence[
     if len(variants) == 0:
         raise ValueError("measure needs at least one variant")
     if len(texts) != len(labels) or len(texts) == 0:
-        raise ValueError(f"texts and labels must be non-empty and of equal length, got {len(texts)} "
-                         f"texts and {len(labels)} labels")
+        raise ValueError(
+            f"texts and labels must be non-empty and of equal length, got {len(texts)} "
+            f"texts and {len(labels)} labels"
+        )
     if latency_rounds < 1:
         raise ValueError(f"latency_rounds must be >= 1, got {latency_rounds}")
     from tqdm.auto import tqdm
 
-    latency_texts = list(latency_texts or texts[::max(1, len(texts) // 64)][:64])
+    latency_texts = list(latency_texts or texts[:: max(1, len(texts) // 64)][:64])
     batches = [tokenize(v.tokenizer, [latency_texts[0]]) for v in variants]
     for v, batch in zip(variants, batches):  # warm up: first calls allocate and pick kernels
         for _ in range(warmup):
@@ -556,7 +659,9 @@ def measure(variants: Sequence[Variant], texts: Sequence[str], labels: Sequence[
 
     timings = [[] for _ in variants]
     order = list(range(len(variants)))
-    for r in tqdm(range(latency_rounds), desc="latency (batch 1)", disable=not progress, leave=False):
+    for r in tqdm(
+        range(latency_rounds), desc="latency (batch 1)", disable=not progress, leave=False
+    ):
         text = [latency_texts[r % len(latency_texts)]]
         for i in order:
             start = time.perf_counter()
@@ -568,32 +673,52 @@ def measure(variants: Sequence[Variant], texts: Sequence[str], labels: Sequence[
     y_true = np.asarray(labels)
     order = np.arange(len(texts))
     if sort_by_length:  # same order for every variant: lengths from the first one's tokenizer
-        lengths = [len(ids) for ids in variants[0].tokenizer(list(texts), truncation=True, max_length=MAX_LENGTH)["input_ids"]]
+        lengths = [
+            len(ids)
+            for ids in variants[0].tokenizer(list(texts), truncation=True, max_length=MAX_LENGTH)[
+                "input_ids"
+            ]
+        ]
         order = np.argsort(lengths, kind="stable")
     ordered = [texts[i] for i in order]
-    for v, lat in tqdm(list(zip(variants, timings)), desc="test set (batch 32)", disable=not progress, leave=False):
+    for v, lat in tqdm(
+        list(zip(variants, timings)), desc="test set (batch 32)", disable=not progress, leave=False
+    ):
         v.logits(ordered[:batch_size])  # warm up at this batch shape
         start = time.perf_counter()
         y_sorted = v.predict(ordered, batch_size=batch_size)
         seconds = time.perf_counter() - start
         y_pred = np.empty_like(y_sorted)
         y_pred[order] = y_sorted
-        rows.append(Measurement(
-            name=v.name, size_mb=v.size_bytes / 1e6, p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95),
-            throughput=len(texts) / seconds, macro_f1=macro_f1(y_true, y_pred, len(v.labels) or None),
-            accuracy=float((y_pred == y_true).mean()), sparsity=v.sparsity, latencies_ms=lat))
+        rows.append(
+            Measurement(
+                name=v.name,
+                size_mb=v.size_bytes / 1e6,
+                p50_ms=percentile(lat, 50),
+                p95_ms=percentile(lat, 95),
+                throughput=len(texts) / seconds,
+                macro_f1=macro_f1(y_true, y_pred, len(v.labels) or None),
+                accuracy=float((y_pred == y_true).mean()),
+                sparsity=v.sparsity,
+                latencies_ms=lat,
+            )
+        )
     return rows
 
 
 def format_table(rows: Sequence[Measurement], baseline: str | None = None) -> str:
     """A plain-text table of measurements; ``speed-up`` is baseline p50 / row p50."""
     base = next((r for r in rows if r.name == baseline), rows[0]) if rows else None
-    header = (f"{'variant':<16}{'size MB':>9}{'p50 ms':>9}{'p95 ms':>9}{'texts/s @32':>13}"
-              f"{'macro-F1':>10}{'accuracy':>10}{'sparsity':>10}{'speed-up':>10}")
+    header = (
+        f"{'variant':<16}{'size MB':>9}{'p50 ms':>9}{'p95 ms':>9}{'texts/s @32':>13}"
+        f"{'macro-F1':>10}{'accuracy':>10}{'sparsity':>10}{'speed-up':>10}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r.name:<16}{r.size_mb:>9.1f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.throughput:>13.0f}"
-                     f"{r.macro_f1:>10.4f}{r.accuracy:>10.4f}{r.sparsity:>10.2f}{base.p50_ms / r.p50_ms:>9.1f}x")
+        lines.append(
+            f"{r.name:<16}{r.size_mb:>9.1f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.throughput:>13.0f}"
+            f"{r.macro_f1:>10.4f}{r.accuracy:>10.4f}{r.sparsity:>10.2f}{base.p50_ms / r.p50_ms:>9.1f}x"
+        )
     return "\n".join(lines)
 
 
@@ -614,8 +739,13 @@ def plot_latency_vs_f1(rows: Sequence[Measurement], ax=None):
         _, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         ax.scatter(r.p50_ms, r.macro_f1, s=max(20.0, r.size_mb * 3), alpha=0.7)
-        ax.annotate(f"{r.name}\n{r.size_mb:.0f} MB", (r.p50_ms, r.macro_f1), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+        ax.annotate(
+            f"{r.name}\n{r.size_mb:.0f} MB",
+            (r.p50_ms, r.macro_f1),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency at batch 1 (ms, log scale)")
     ax.set_ylabel("test macro-F1")

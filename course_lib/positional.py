@@ -19,6 +19,7 @@ the same way (``permutation_error`` measures it). Position has to be put in by h
 
 Shapes: positions ``L``, model width ``d`` (even), head width ``d_head`` (even).
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,30 +30,38 @@ DEFAULT_BASE = 10000.0
 
 def _check_even(name: str, d: int) -> None:
     if not isinstance(d, int) or d < 2 or d % 2:
-        raise ValueError(f"{name} must be a positive even int (features come in sin/cos pairs), got {d!r}")
+        raise ValueError(
+            f"{name} must be a positive even int (features come in sin/cos pairs), got {d!r}"
+        )
 
 
 # ---------------------------------------------------------------- sinusoidal
 
-def sinusoidal_frequencies(d_model: int, base: float = DEFAULT_BASE, dtype=torch.float64) -> torch.Tensor:
+
+def sinusoidal_frequencies(
+    d_model: int, base: float = DEFAULT_BASE, dtype=torch.float64
+) -> torch.Tensor:
     """``omega_i = base^(-2i/d)`` for ``i = 0 .. d/2 - 1``: shape ``(d/2,)``, from 1 down to about 1/base."""
     _check_even("d_model", d_model)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)
     return (1.0 / base ** (two_i / d_model)).to(dtype)
 
 
-def sinusoidal_encoding(n_positions: int, d_model: int, base: float = DEFAULT_BASE,
-                        dtype=torch.float32) -> torch.Tensor:
+def sinusoidal_encoding(
+    n_positions: int, d_model: int, base: float = DEFAULT_BASE, dtype=torch.float32
+) -> torch.Tensor:
     """The ``(n_positions, d_model)`` table ``PE(pos, 2i) = sin(pos * omega_i)``, ``PE(pos, 2i+1) = cos(pos * omega_i)``.
 
     Computed in float64 and then cast, so large positions keep their precision.
     """
     if not isinstance(n_positions, int) or n_positions < 1:
         raise ValueError(f"n_positions must be a positive int, got {n_positions!r}")
-    angles = torch.arange(n_positions, dtype=torch.float64)[:, None] * sinusoidal_frequencies(d_model, base)
+    angles = torch.arange(n_positions, dtype=torch.float64)[:, None] * sinusoidal_frequencies(
+        d_model, base
+    )
     pe = torch.empty(n_positions, d_model, dtype=torch.float64)
-    pe[:, 0::2] = torch.sin(angles)   # even features
-    pe[:, 1::2] = torch.cos(angles)   # odd features
+    pe[:, 0::2] = torch.sin(angles)  # even features
+    pe[:, 1::2] = torch.cos(angles)  # odd features
     return pe.to(dtype)
 
 
@@ -78,15 +87,19 @@ class SinusoidalPositionalEncoding(nn.Module):
         super().__init__()
         self.d_model, self.max_positions = d_model, max_positions
         # a buffer: moves with .to(device) and is saved, but is not a parameter
-        self.register_buffer("pe", sinusoidal_encoding(max_positions, d_model, base), persistent=False)
+        self.register_buffer(
+            "pe", sinusoidal_encoding(max_positions, d_model, base), persistent=False
+        )
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         _check_x(x, self.d_model, "SinusoidalPositionalEncoding")
         L = x.shape[1]
         if offset < 0 or offset + L > self.max_positions:
-            raise ValueError(f"positions {offset}..{offset + L - 1} of x {tuple(x.shape)} exceed "
-                             f"max_positions={self.max_positions}")
-        return x + self.pe[offset:offset + L].to(x.dtype)
+            raise ValueError(
+                f"positions {offset}..{offset + L - 1} of x {tuple(x.shape)} exceed "
+                f"max_positions={self.max_positions}"
+            )
+        return x + self.pe[offset : offset + L].to(x.dtype)
 
 
 class LearnedPositionalEmbedding(nn.Module):
@@ -110,25 +123,37 @@ class LearnedPositionalEmbedding(nn.Module):
         L = x.shape[1]
         if position_ids is None:
             if L > self.max_positions:
-                raise ValueError(f"x {tuple(x.shape)} has L={L} positions, more than max_positions={self.max_positions}")
+                raise ValueError(
+                    f"x {tuple(x.shape)} has L={L} positions, more than max_positions={self.max_positions}"
+                )
             position_ids = torch.arange(L, device=x.device)
         position_ids = torch.as_tensor(position_ids, device=x.device)
         if position_ids.shape[-1] != L:
-            raise ValueError(f"position_ids has shape {tuple(position_ids.shape)}, expected (L,) or (B, L) with L={L}")
-        if position_ids.numel() and (position_ids.min() < 0 or position_ids.max() >= self.max_positions):
-            raise ValueError(f"position_ids must lie in [0, {self.max_positions - 1}], got "
-                             f"{int(position_ids.min())}..{int(position_ids.max())}")
+            raise ValueError(
+                f"position_ids has shape {tuple(position_ids.shape)}, expected (L,) or (B, L) with L={L}"
+            )
+        if position_ids.numel() and (
+            position_ids.min() < 0 or position_ids.max() >= self.max_positions
+        ):
+            raise ValueError(
+                f"position_ids must lie in [0, {self.max_positions - 1}], got "
+                f"{int(position_ids.min())}..{int(position_ids.max())}"
+            )
         return x + self.embedding(position_ids)
 
     @classmethod
-    def from_hf_bert(cls, model) -> "LearnedPositionalEmbedding":
+    def from_hf_bert(cls, model) -> LearnedPositionalEmbedding:
         """Copy ``embeddings.position_embeddings`` of a Hugging Face BERT (``BertModel`` or a task model)."""
-        bert = getattr(model, "bert", model)   # BertForSequenceClassification -> BertModel
+        bert = getattr(model, "bert", model)  # BertForSequenceClassification -> BertModel
         table = getattr(getattr(bert, "embeddings", None), "position_embeddings", None)
         if not isinstance(table, nn.Embedding):
-            raise ValueError(f"expected a Hugging Face BERT model with .embeddings.position_embeddings, "
-                             f"got {type(model).__name__}")
-        new = cls(table.num_embeddings, table.embedding_dim).to(table.weight.device, table.weight.dtype)
+            raise ValueError(
+                f"expected a Hugging Face BERT model with .embeddings.position_embeddings, "
+                f"got {type(model).__name__}"
+            )
+        new = cls(table.num_embeddings, table.embedding_dim).to(
+            table.weight.device, table.weight.dtype
+        )
         with torch.no_grad():
             new.embedding.weight.copy_(table.weight)
         return new
@@ -136,22 +161,29 @@ class LearnedPositionalEmbedding(nn.Module):
 
 # ---------------------------------------------------------------- rotations
 
+
 def block_rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
     """``(2n, 2n)`` block-diagonal matrix whose block i is the 2-D rotation by ``angles[i]``:
     ``[[cos, -sin], [sin, cos]]`` acting on features ``(2i, 2i+1)``."""
     angles = torch.as_tensor(angles)
     if angles.dim() != 1:
-        raise ValueError(f"angles must be 1-D (one per feature pair), got shape {tuple(angles.shape)}")
+        raise ValueError(
+            f"angles must be 1-D (one per feature pair), got shape {tuple(angles.shape)}"
+        )
     n = angles.shape[0]
     c, s = torch.cos(angles), torch.sin(angles)
-    m = torch.zeros(2 * n, 2 * n, dtype=angles.dtype if angles.is_floating_point() else torch.float32)
+    m = torch.zeros(
+        2 * n, 2 * n, dtype=angles.dtype if angles.is_floating_point() else torch.float32
+    )
     idx = torch.arange(n)
     m[2 * idx, 2 * idx], m[2 * idx, 2 * idx + 1] = c, -s
     m[2 * idx + 1, 2 * idx], m[2 * idx + 1, 2 * idx + 1] = s, c
     return m
 
 
-def shift_rotation_matrix(k: float, d_model: int, base: float = DEFAULT_BASE, dtype=torch.float32) -> torch.Tensor:
+def shift_rotation_matrix(
+    k: float, d_model: int, base: float = DEFAULT_BASE, dtype=torch.float32
+) -> torch.Tensor:
     """The ``(d, d)`` matrix ``M_k`` with ``PE(pos + k) = M_k @ PE(pos)`` for every ``pos``.
 
     Pair ``(sin a, cos a)`` with ``a = pos * omega_i`` goes to ``(sin(a + b), cos(a + b))``,
@@ -176,7 +208,9 @@ def permutation_error(fn, x: torch.Tensor, perm: torch.Tensor) -> float:
     """``max |fn(x[:, perm]) - fn(x)[:, perm]|`` for ``x`` ``(B, L, d)``: 0 (up to rounding) means
     ``fn`` is permutation-equivariant, i.e. blind to the order of the positions."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"x must be (B, L, d), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        raise ValueError(
+            f"x must be (B, L, d), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
     perm = torch.as_tensor(perm)
     if sorted(perm.tolist()) != list(range(x.shape[1])):
         raise ValueError(f"perm must be a permutation of 0..{x.shape[1] - 1}, got {perm.tolist()}")
@@ -185,6 +219,7 @@ def permutation_error(fn, x: torch.Tensor, perm: torch.Tensor) -> float:
 
 
 # ---------------------------------------------------------------- rotary position embedding (RoPE)
+
 
 def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
     """``(x0, x1, x2, x3, ...)`` -> ``(-x1, x0, -x3, x2, ...)``: each pair turned by 90 degrees.
@@ -214,15 +249,22 @@ def rope_angles(positions, head_dim: int, base: float = DEFAULT_BASE) -> torch.T
     return positions[:, None] * sinusoidal_frequencies(head_dim, base)
 
 
-def rope_cos_sin(positions, head_dim: int, base: float = DEFAULT_BASE, interleaved: bool = True,
-                 dtype=torch.float32):
+def rope_cos_sin(
+    positions,
+    head_dim: int,
+    base: float = DEFAULT_BASE,
+    interleaved: bool = True,
+    dtype=torch.float32,
+):
     """``cos`` and ``sin`` tables of shape ``(L, head_dim)``, each angle repeated for both features of its pair."""
     theta = rope_angles(positions, head_dim, base)
     theta = theta.repeat_interleave(2, dim=-1) if interleaved else torch.cat((theta, theta), dim=-1)
     return theta.cos().to(dtype), theta.sin().to(dtype)
 
 
-def apply_rope(x: torch.Tensor, positions=None, base: float = DEFAULT_BASE, interleaved: bool = True) -> torch.Tensor:
+def apply_rope(
+    x: torch.Tensor, positions=None, base: float = DEFAULT_BASE, interleaved: bool = True
+) -> torch.Tensor:
     """Rotate each feature pair of ``x`` ``(..., L, head_dim)`` by ``positions[m] * omega_i``.
 
     ``x_rot = x * cos(theta) + rotate(x) * sin(theta)``. ``positions`` defaults to ``0 .. L-1``.
@@ -237,25 +279,33 @@ def apply_rope(x: torch.Tensor, positions=None, base: float = DEFAULT_BASE, inte
     _check_even("head_dim", d)
     positions = torch.arange(L) if positions is None else torch.as_tensor(positions)
     if positions.shape != (L,):
-        raise ValueError(f"positions has shape {tuple(positions.shape)}, expected (L,) = ({L},) for x {tuple(x.shape)}")
+        raise ValueError(
+            f"positions has shape {tuple(positions.shape)}, expected (L,) = ({L},) for x {tuple(x.shape)}"
+        )
     cos, sin = rope_cos_sin(positions.cpu(), d, base, interleaved, dtype=x.dtype)
     cos, sin = cos.to(x.device), sin.to(x.device)
     rotated = rotate_pairs(x) if interleaved else rotate_half(x)
     return x * cos + rotated * sin
 
 
-def rope_rotation_matrix(position: float, head_dim: int, base: float = DEFAULT_BASE, dtype=torch.float32) -> torch.Tensor:
+def rope_rotation_matrix(
+    position: float, head_dim: int, base: float = DEFAULT_BASE, dtype=torch.float32
+) -> torch.Tensor:
     """The ``(head_dim, head_dim)`` matrix ``R_m`` of ``apply_rope`` (interleaved) at position ``m``."""
     _check_even("head_dim", head_dim)
     return block_rotation_matrix(float(position) * sinusoidal_frequencies(head_dim, base)).to(dtype)
 
 
-def rope_score_matrix(q: torch.Tensor, k: torch.Tensor, n_positions: int, base: float = DEFAULT_BASE) -> torch.Tensor:
+def rope_score_matrix(
+    q: torch.Tensor, k: torch.Tensor, n_positions: int, base: float = DEFAULT_BASE
+) -> torch.Tensor:
     """``S[m, n] = (R_m q) . (R_n k)`` for one query vector ``q`` and one key vector ``k`` ``(head_dim,)``
     placed at every position: ``(n_positions, n_positions)``. With RoPE each diagonal
     ``n - m = const`` is constant."""
     if q.dim() != 1 or q.shape != k.shape:
-        raise ValueError(f"q and k must be vectors of the same length (head_dim,), got q {tuple(q.shape)}, k {tuple(k.shape)}")
+        raise ValueError(
+            f"q and k must be vectors of the same length (head_dim,), got q {tuple(q.shape)}, k {tuple(k.shape)}"
+        )
     qs = apply_rope(q.expand(n_positions, -1), base=base)
     ks = apply_rope(k.expand(n_positions, -1), base=base)
     return qs @ ks.T
@@ -280,45 +330,75 @@ class RotaryEmbedding(nn.Module):
         for name, t in (("q", q), ("k", k)):
             if not isinstance(t, torch.Tensor) or t.dim() < 2 or t.shape[-1] != self.head_dim:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"{name} has shape {shape}, expected (..., L, head_dim={self.head_dim})")
-        return (apply_rope(q, q_positions, self.base, self.interleaved),
-                apply_rope(k, k_positions, self.base, self.interleaved))
+                raise ValueError(
+                    f"{name} has shape {shape}, expected (..., L, head_dim={self.head_dim})"
+                )
+        return (
+            apply_rope(q, q_positions, self.base, self.interleaved),
+            apply_rope(k, k_positions, self.base, self.interleaved),
+        )
 
 
 # ---------------------------------------------------------------- exercise checkers (lesson 03)
 
+
 def check_sinusoidal_encoding(fn, verbose: bool = True):
     """Checker for the exercise ``fn(n_positions, d_model) -> (n_positions, d_model)`` float32 table."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
-    hint = ("even columns 2i hold sin(pos / 10000**(2i/d)), odd columns 2i+1 hold cos of the SAME angle; "
-            "return float32.")
-    cases = [Case(f"n_positions={n}, d_model={d}", (n, d), hint=hint) for n, d in ((1, 2), (4, 6), (50, 16), (128, 64))]
-    return check_exercise("sinusoidal encoding", fn, sinusoidal_encoding, cases, atol=1e-5, verbose=verbose).function
+    hint = (
+        "even columns 2i hold sin(pos / 10000**(2i/d)), odd columns 2i+1 hold cos of the SAME angle; "
+        "return float32."
+    )
+    cases = [
+        Case(f"n_positions={n}, d_model={d}", (n, d), hint=hint)
+        for n, d in ((1, 2), (4, 6), (50, 16), (128, 64))
+    ]
+    return check_exercise(
+        "sinusoidal encoding", fn, sinusoidal_encoding, cases, atol=1e-5, verbose=verbose
+    ).function
 
 
 def check_shift_rotation_matrix(fn, verbose: bool = True):
     """Checker for the exercise ``fn(k, d_model) -> (d_model, d_model)`` with ``PE(pos+k) = M_k PE(pos)``."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
-    hint = ("block i acts on (sin a, cos a) and must give (sin(a+b), cos(a+b)) with b = k * omega_i: "
-            "[[cos b, sin b], [-sin b, cos b]].")
-    cases = [Case(f"k={k}, d_model={d}", (k, d), hint=hint) for k, d in ((0, 2), (1, 2), (3, 8), (10, 16))]
-    return check_exercise("shift as a rotation", fn, shift_rotation_matrix, cases, atol=1e-5, verbose=verbose).function
+    hint = (
+        "block i acts on (sin a, cos a) and must give (sin(a+b), cos(a+b)) with b = k * omega_i: "
+        "[[cos b, sin b], [-sin b, cos b]]."
+    )
+    cases = [
+        Case(f"k={k}, d_model={d}", (k, d), hint=hint)
+        for k, d in ((0, 2), (1, 2), (3, 8), (10, 16))
+    ]
+    return check_exercise(
+        "shift as a rotation", fn, shift_rotation_matrix, cases, atol=1e-5, verbose=verbose
+    ).function
 
 
 def check_apply_rope(fn, verbose: bool = True):
     """Checker for the exercise ``fn(x (L, head_dim)) -> x`` rotated pairwise (interleaved) at positions 0..L-1."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(4)
-    hint = ("pair (x[2i], x[2i+1]) at position m turns by theta = m * omega_i: "
-            "(x0 cos - x1 sin, x0 sin + x1 cos).")
+    hint = (
+        "pair (x[2i], x[2i+1]) at position m turns by theta = m * omega_i: "
+        "(x0 cos - x1 sin, x0 sin + x1 cos)."
+    )
     cases = [
-        Case("x (1, 2): position 0 does not move", (torch.tensor([[1.0, 2.0]]),), hint="at m = 0 every angle is 0."),
+        Case(
+            "x (1, 2): position 0 does not move",
+            (torch.tensor([[1.0, 2.0]]),),
+            hint="at m = 0 every angle is 0.",
+        ),
         Case("x (3, 2)", (torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),), hint=hint),
         Case("x (6, 8) random", (torch.randn(6, 8, generator=g),), hint=hint),
-        Case("x (2, 5, 16) with a batch axis", (torch.randn(2, 5, 16, generator=g),),
-             hint="work on the last two axes (L, head_dim) so leading axes broadcast."),
+        Case(
+            "x (2, 5, 16) with a batch axis",
+            (torch.randn(2, 5, 16, generator=g),),
+            hint="work on the last two axes (L, head_dim) so leading axes broadcast.",
+        ),
     ]
-    return check_exercise("rotary embedding", fn, apply_rope, cases, atol=1e-5, verbose=verbose).function
+    return check_exercise(
+        "rotary embedding", fn, apply_rope, cases, atol=1e-5, verbose=verbose
+    ).function

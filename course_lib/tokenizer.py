@@ -27,13 +27,14 @@ the corpus (``benchmarks/tokenizer_speed.py --unicode-sweep`` counts them).
 Speed: the per-character work is done by ``str.translate`` with lazily filled tables, and the
 pieces of each distinct word are cached, so the Python overhead is paid once per word type.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
 import unicodedata
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -41,8 +42,16 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 # CJK ideograph blocks, as in Hugging Face's Rust tokenizer (its extension-B/C/D range starts at
 # U+2B920; the original Python BERT code starts it at U+2B820).
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-               (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B920, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
 # "Control" = Unicode categories Cc, Cf, Co, Cs (not Cn: unassigned code points are kept),
 # except tab, newline and carriage return, which count as whitespace.
 _CONTROL_CATEGORIES = {"Cc", "Cf", "Co", "Cs"}
@@ -85,8 +94,9 @@ class _CharTable(dict):
         return out
 
 
-def wordpiece_split(word: str, vocab, unk_token: str = "[UNK]", max_chars: int = 100,
-                    prefix: str = "##") -> list[str]:
+def wordpiece_split(
+    word: str, vocab, unk_token: str = "[UNK]", max_chars: int = 100, prefix: str = "##"
+) -> list[str]:
     """Greedy longest-match-first WordPiece split of one word.
 
     From the left, take the longest prefix of the rest of the word that is in ``vocab``
@@ -133,12 +143,22 @@ class WordPieceTokenizer:
     and ``attention_mask``, each ``(B, L)``, like Hugging Face's tokenizers.
     """
 
-    def __init__(self, vocab: dict[str, int], *, lowercase: bool = True, strip_accents: bool | None = None,
-                 tokenize_cjk: bool = True, max_chars_per_word: int = 100, model_max_length: int = 512,
-                 cache_size: int = 500_000):
+    def __init__(
+        self,
+        vocab: dict[str, int],
+        *,
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        tokenize_cjk: bool = True,
+        max_chars_per_word: int = 100,
+        model_max_length: int = 512,
+        cache_size: int = 500_000,
+    ):
         for tok in SPECIAL_TOKENS:
             if tok not in vocab:
-                raise ValueError(f"the vocabulary has no {tok!r}; expected BERT's special tokens {SPECIAL_TOKENS}")
+                raise ValueError(
+                    f"the vocabulary has no {tok!r}; expected BERT's special tokens {SPECIAL_TOKENS}"
+                )
         self.vocab = dict(vocab)
         self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
         self.lowercase = lowercase
@@ -147,7 +167,9 @@ class WordPieceTokenizer:
         self.tokenize_cjk = tokenize_cjk
         self.max_chars_per_word = max_chars_per_word
         self.model_max_length = model_max_length
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIAL_TOKENS)
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            self.vocab[t] for t in SPECIAL_TOKENS
+        )
         # Special tokens typed in the text ("[MASK]") stay whole, matched before normalisation.
         self._special_re = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS)) + ")")
         self._clean = _CharTable(self._clean_char)
@@ -159,7 +181,7 @@ class WordPieceTokenizer:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_pretrained(cls, name: str | os.PathLike = "minilm", **overrides) -> "WordPieceTokenizer":
+    def from_pretrained(cls, name: str | os.PathLike = "minilm", **overrides) -> WordPieceTokenizer:
         """Read ``vocab.txt`` and the casing options of ``tokenizer_config.json`` from a model folder.
 
         ``name`` is anything ``course_lib.models.resolve_model`` accepts ("minilm", a folder, a Hub id).
@@ -173,10 +195,15 @@ class WordPieceTokenizer:
         config_file = folder / "tokenizer_config.json"
         if config_file.is_file():
             config = json.loads(config_file.read_text(encoding="utf-8"))
-            options = {"lowercase": config.get("do_lower_case", True),
-                       "strip_accents": config.get("strip_accents"),
-                       "tokenize_cjk": config.get("tokenize_chinese_chars", True)}
-            if isinstance(config.get("model_max_length"), int) and config["model_max_length"] < 10**6:
+            options = {
+                "lowercase": config.get("do_lower_case", True),
+                "strip_accents": config.get("strip_accents"),
+                "tokenize_cjk": config.get("tokenize_chinese_chars", True),
+            }
+            if (
+                isinstance(config.get("model_max_length"), int)
+                and config["model_max_length"] < 10**6
+            ):
                 options["model_max_length"] = config["model_max_length"]
         options.update(overrides)
         return cls(load_vocab(folder / "vocab.txt"), **options)
@@ -185,8 +212,10 @@ class WordPieceTokenizer:
         return len(self.vocab)
 
     def __repr__(self) -> str:
-        return (f"WordPieceTokenizer(vocab_size={len(self)}, lowercase={self.lowercase}, "
-                f"strip_accents={self.strip_accents}, tokenize_cjk={self.tokenize_cjk})")
+        return (
+            f"WordPieceTokenizer(vocab_size={len(self)}, lowercase={self.lowercase}, "
+            f"strip_accents={self.strip_accents}, tokenize_cjk={self.tokenize_cjk})"
+        )
 
     # ------------------------------------------------------------------ step 1: normalise
 
@@ -265,8 +294,15 @@ class WordPieceTokenizer:
 
     # ------------------------------------------------------------------ step 4: post-process
 
-    def encode(self, text: str, text_pair: str | None = None, *, add_special_tokens: bool = True,
-               truncation: bool = False, max_length: int | None = None) -> dict[str, list[int]]:
+    def encode(
+        self,
+        text: str,
+        text_pair: str | None = None,
+        *,
+        add_special_tokens: bool = True,
+        truncation: bool = False,
+        max_length: int | None = None,
+    ) -> dict[str, list[int]]:
         """One text (or pair) -> ``{"input_ids", "token_type_ids", "attention_mask"}`` as lists."""
         a = self.encode_text(text)
         b = self.encode_text(text_pair) if text_pair is not None else None
@@ -274,7 +310,9 @@ class WordPieceTokenizer:
             limit = self.model_max_length if max_length is None else max_length
             n_special = (3 if b is not None else 2) if add_special_tokens else 0
             if limit < n_special:
-                raise ValueError(f"max_length={limit} leaves no room for the {n_special} special tokens")
+                raise ValueError(
+                    f"max_length={limit} leaves no room for the {n_special} special tokens"
+                )
             a, b = truncate_longest_first(a, b, limit - n_special)
         if add_special_tokens:
             ids = [self.cls_id, *a, self.sep_id]
@@ -287,9 +325,17 @@ class WordPieceTokenizer:
             types = [0] * len(a) + [1] * len(b or [])
         return {"input_ids": ids, "token_type_ids": types, "attention_mask": [1] * len(ids)}
 
-    def __call__(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None, *,
-                 add_special_tokens: bool = True, padding: bool | str = False, truncation: bool = False,
-                 max_length: int | None = None, return_tensors: str | None = None):
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        text_pair: str | Sequence[str] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+    ):
         """Tokenise one text or a batch, like Hugging Face's ``tokenizer(...)``.
 
         ``padding``: False, True / "longest" (to the longest in the batch) or "max_length".
@@ -304,28 +350,44 @@ class WordPieceTokenizer:
         else:
             pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
             if len(pairs) != len(texts):
-                raise ValueError(f"got {len(texts)} texts and {len(pairs)} pairs; expected the same number")
-        rows = [self.encode(t, p, add_special_tokens=add_special_tokens, truncation=truncation,
-                            max_length=max_length) for t, p in zip(texts, pairs)]
+                raise ValueError(
+                    f"got {len(texts)} texts and {len(pairs)} pairs; expected the same number"
+                )
+        rows = [
+            self.encode(
+                t,
+                p,
+                add_special_tokens=add_special_tokens,
+                truncation=truncation,
+                max_length=max_length,
+            )
+            for t, p in zip(texts, pairs)
+        ]
         if padding:
             if padding == "max_length":
                 width = self.model_max_length if max_length is None else max_length
             elif padding in (True, "longest"):
                 width = max((len(r["input_ids"]) for r in rows), default=0)
             else:
-                raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
+                raise ValueError(
+                    f"padding must be False, True, 'longest' or 'max_length', got {padding!r}"
+                )
             for r in rows:
                 extra = width - len(r["input_ids"])
                 if extra > 0:
                     r["input_ids"] = r["input_ids"] + [self.pad_id] * extra
                     r["token_type_ids"] = r["token_type_ids"] + [0] * extra
                     r["attention_mask"] = r["attention_mask"] + [0] * extra
-        out = {key: [r[key] for r in rows] for key in ("input_ids", "token_type_ids", "attention_mask")}
+        out = {
+            key: [r[key] for r in rows] for key in ("input_ids", "token_type_ids", "attention_mask")
+        }
         if return_tensors == "pt":
             lengths = {len(r) for r in out["input_ids"]}
             if len(lengths) > 1:
-                raise ValueError(f"sequences have different lengths {sorted(lengths)}; pass padding=True "
-                                 f"to get a (B, L) tensor")
+                raise ValueError(
+                    f"sequences have different lengths {sorted(lengths)}; pass padding=True "
+                    f"to get a (B, L) tensor"
+                )
             return {key: torch.tensor(value, dtype=torch.long) for key, value in out.items()}
         if return_tensors is not None:
             raise ValueError(f"return_tensors must be None or 'pt', got {return_tensors!r}")
@@ -355,7 +417,9 @@ class WordPieceTokenizer:
         return " ".join(words)
 
 
-def truncate_longest_first(a: list[int], b: list[int] | None, budget: int) -> tuple[list[int], list[int] | None]:
+def truncate_longest_first(
+    a: list[int], b: list[int] | None, budget: int
+) -> tuple[list[int], list[int] | None]:
     """Cut ``a`` (and ``b``) so that together they hold at most ``budget`` tokens.
 
     A single text keeps its first ``budget`` tokens. For a pair, the shorter text stays whole
@@ -377,12 +441,13 @@ def truncate_longest_first(a: list[int], b: list[int] | None, budget: int) -> tu
 
 # ---------------------------------------------------------------- exercise checker (lesson 04)
 
+
 def check_wordpiece(fn, verbose: bool = True):
     """Checker for the WordPiece exercise: ``fn(word, vocab) -> list of tokens``.
 
     Compared with ``wordpiece_split`` on a toy vocabulary and on BERT's real one.
     """
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     toy = {"un", "##aff", "##able", "play", "##ing", "##s", "p", "##l", "##a", "##y", "a"}
     real = None
@@ -396,14 +461,23 @@ def check_wordpiece(fn, verbose: bool = True):
         Case("toy: 'unaffable'", ("unaffable", toy), hint=hint_prefix),
         Case("toy: 'playing' (longest match first)", ("playing", toy), hint=hint_greedy),
         Case("toy: 'plays'", ("plays", toy), hint=hint_greedy),
-        Case("toy: 'xyz' cannot be split", ("xyz", toy),
-             hint="if some position has no match, the WHOLE word becomes ['[UNK]']."),
-        Case("toy: 'playx' fails at the end", ("playx", toy),
-             hint="a failure anywhere in the word makes the whole word ['[UNK]'], not a partial split."),
+        Case(
+            "toy: 'xyz' cannot be split",
+            ("xyz", toy),
+            hint="if some position has no match, the WHOLE word becomes ['[UNK]'].",
+        ),
+        Case(
+            "toy: 'playx' fails at the end",
+            ("playx", toy),
+            hint="a failure anywhere in the word makes the whole word ['[UNK]'], not a partial split.",
+        ),
     ]
     if real is not None:
-        cases += [Case(f"BERT vocab: {w!r}", (w, real), hint=hint_greedy)
-                  for w in ("tokenization", "transformers", "unbelievably", "a")]
+        cases += [
+            Case(f"BERT vocab: {w!r}", (w, real), hint=hint_greedy)
+            for w in ("tokenization", "transformers", "unbelievably", "a")
+        ]
+
     def reference(word, vocab):
         return wordpiece_split(word, vocab)
 

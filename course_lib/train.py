@@ -17,6 +17,7 @@ The loop, in order (lesson 05 walks through it):
 ``finetuned_model()`` returns the folder of the default fine-tuned classifier in ``artifacts/``,
 training it first (a few minutes on a laptop CPU) when it is not there yet.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,20 +49,21 @@ class TrainConfig:
     """Every knob of the fine-tune. The defaults are the course's CI setting: 250 optimizer steps,
     measured at 90 s of training on 2 idle CPU cores (test macro-F1 0.781, lesson 05);
     ``full_config()`` is the longer one."""
-    model: str = "minilm"              # see course_lib.models.resolve_model
-    train_size: int | None = 8000      # stratified subsample of the training pool; None = all of it
+
+    model: str = "minilm"  # see course_lib.models.resolve_model
+    train_size: int | None = 8000  # stratified subsample of the training pool; None = all of it
     epochs: int = 1
     batch_size: int = 32
     lr: float = 1.5e-4
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.1          # fraction of all steps spent warming up
-    grad_clip: float = 1.0             # max global L2 norm of the gradient
+    warmup_ratio: float = 0.1  # fraction of all steps spent warming up
+    grad_clip: float = 1.0  # max global L2 norm of the gradient
     freeze_embeddings: bool = True
-    freeze_layers: int = 2             # lowest encoder layers kept frozen
-    max_length: int = 128              # tokens; tweets average about 30
-    bucket_batches: int = 50           # batches per length-sorted bucket
-    evals_per_epoch: int = 2           # validation passes per epoch (points on the learning curve)
-    patience: int = 2                  # evaluations without a better validation macro-F1
+    freeze_layers: int = 2  # lowest encoder layers kept frozen
+    max_length: int = 128  # tokens; tweets average about 30
+    bucket_batches: int = 50  # batches per length-sorted bucket
+    evals_per_epoch: int = 2  # validation passes per epoch (points on the learning curve)
+    patience: int = 2  # evaluations without a better validation macro-F1
     eval_batch_size: int = 128
     seed: int = 0
 
@@ -75,8 +77,18 @@ def full_config(**overrides) -> TrainConfig:
     """The FULL setting (``COURSE_FULL=1``): the whole training pool, nothing frozen, up to 3
     epochs with early stopping. Measured: 2,313 steps in 1,138 s on 2 idle CPU cores, test macro-F1
     0.808 (``recorded_full_run()``). Not measured on a GPU."""
-    return replace(TrainConfig(train_size=None, epochs=3, lr=5e-5, freeze_embeddings=False, freeze_layers=0,
-                               evals_per_epoch=2, patience=2), **overrides)
+    return replace(
+        TrainConfig(
+            train_size=None,
+            epochs=3,
+            lr=5e-5,
+            freeze_embeddings=False,
+            freeze_layers=0,
+            evals_per_epoch=2,
+            patience=2,
+        ),
+        **overrides,
+    )
 
 
 def full_requested() -> bool:
@@ -127,8 +139,13 @@ def pad_batch(sequences: list[list[int]], labels: list[int] | None = None, pad_i
     return batch
 
 
-def length_bucketed_batches(lengths: list[int], batch_size: int, shuffle: bool = True, seed: int = 0,
-                            bucket_batches: int = 50) -> list[list[int]]:
+def length_bucketed_batches(
+    lengths: list[int],
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    bucket_batches: int = 50,
+) -> list[list[int]]:
     """Indices grouped into batches of similar length.
 
     Without shuffling (evaluation): sort everything by length and cut. With shuffling (training):
@@ -142,15 +159,15 @@ def length_bucketed_batches(lengths: list[int], batch_size: int, shuffle: bool =
     lengths = np.asarray(lengths)
     if not shuffle:
         order = np.argsort(lengths, kind="stable")
-        return [order[i: i + batch_size].tolist() for i in range(0, n, batch_size)]
+        return [order[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
     bucket = batch_size * max(1, bucket_batches)
     batches = []
     for start in range(0, n, bucket):
-        chunk = order[start: start + bucket]
+        chunk = order[start : start + bucket]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[i: i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
+        batches += [chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -174,7 +191,8 @@ def load_pretrained_classifier(model: str = "minilm", num_labels: int = len(LABE
     folder = resolve_model(model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     clf = AutoModelForSequenceClassification.from_pretrained(
-        folder, num_labels=num_labels, id2label=dict(ID2LABEL), label2id=dict(LABEL2ID))
+        folder, num_labels=num_labels, id2label=dict(ID2LABEL), label2id=dict(LABEL2ID)
+    )
     return clf, tokenizer
 
 
@@ -209,7 +227,9 @@ def warmup_linear_factor(step: int, warmup_steps: int, total_steps: int) -> floa
     decay to 0 at the last step. (The same curve as ``transformers.get_linear_schedule_with_warmup``.)
     """
     if total_steps <= 0 or warmup_steps < 0:
-        raise ValueError(f"need total_steps > 0 and warmup_steps >= 0, got {total_steps}, {warmup_steps}")
+        raise ValueError(
+            f"need total_steps > 0 and warmup_steps >= 0, got {total_steps}, {warmup_steps}"
+        )
     if step < warmup_steps:
         return step / max(1, warmup_steps)
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
@@ -221,8 +241,13 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim == 1 else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,7 +257,9 @@ def confusion_matrix(y_true, y_pred, num_classes: int = len(LABELS)) -> np.ndarr
     """``C[i, j]`` = number of examples of true class ``i`` predicted as ``j``: ``(K, K)`` int."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has shape {y_true.shape}, y_pred {y_pred.shape}; expected equal shapes")
+        raise ValueError(
+            f"y_true has shape {y_true.shape}, y_pred {y_pred.shape}; expected equal shapes"
+        )
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (y_true, y_pred), 1)
     return cm
@@ -247,7 +274,9 @@ def macro_f1_from_confusion(cm) -> float:
     precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
     recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
     denom = precision + recall
-    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
+    f1 = torch.where(
+        denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp)
+    )
     return float(f1.mean())
 
 
@@ -258,20 +287,38 @@ def classification_metrics(y_true, y_pred, labels: list[str] = LABELS) -> dict:
     predicted, actual = cm.sum(0), cm.sum(1)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp),
-                   where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall,
+        precision + recall,
+        out=np.zeros_like(tp),
+        where=(precision + recall) > 0,
+    )
     return {
         "accuracy": float(tp.sum() / max(1, cm.sum())),
         "macro_f1": float(f1.mean()),
-        "per_class": {name: {"precision": float(precision[k]), "recall": float(recall[k]),
-                             "f1": float(f1[k]), "support": int(actual[k])} for k, name in enumerate(labels)},
+        "per_class": {
+            name: {
+                "precision": float(precision[k]),
+                "recall": float(recall[k]),
+                "f1": float(f1[k]),
+                "support": int(actual[k]),
+            }
+            for k, name in enumerate(labels)
+        },
         "confusion": cm.tolist(),
     }
 
 
 @torch.inference_mode()
-def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128,
-                   device=None, progress: bool = False) -> np.ndarray:
+def predict_logits(
+    model,
+    tokenizer,
+    texts: list[str],
+    batch_size: int = 128,
+    max_length: int = 128,
+    device=None,
+    progress: bool = False,
+) -> np.ndarray:
     """Class logits ``(N, K)`` for ``texts``, in their original order (batched by length)."""
     from tqdm.auto import tqdm
 
@@ -282,17 +329,29 @@ def predict_logits(model, tokenizer, texts: list[str], batch_size: int = 128, ma
     model.eval()
     out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     for b in tqdm(batches, desc="predict", disable=not progress, leave=False):
-        batch = {k: v.to(device) for k, v in pad_batch([ids[i] for i in b], pad_id=tokenizer.pad_token_id).items()}
+        batch = {
+            k: v.to(device)
+            for k, v in pad_batch([ids[i] for i in b], pad_id=tokenizer.pad_token_id).items()
+        }
         out[b] = model(**batch).logits.float().cpu().numpy()
     model.train(was_training)
     return out
 
 
-def evaluate(model, tokenizer, texts: list[str], labels: list[int], batch_size: int = 128,
-             max_length: int = 128, device=None) -> dict:
+def evaluate(
+    model,
+    tokenizer,
+    texts: list[str],
+    labels: list[int],
+    batch_size: int = 128,
+    max_length: int = 128,
+    device=None,
+) -> dict:
     """``classification_metrics`` plus mean cross-entropy ``loss`` and the ``logits``."""
     logits = predict_logits(model, tokenizer, texts, batch_size, max_length, device)
-    loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.as_tensor(labels)).item()
+    loss = torch.nn.functional.cross_entropy(
+        torch.from_numpy(logits), torch.as_tensor(labels)
+    ).item()
     metrics = classification_metrics(labels, logits.argmax(1))
     metrics.update(loss=loss, logits=logits)
     return metrics
@@ -306,17 +365,24 @@ class TrainResult:
     model: object
     tokenizer: object
     config: TrainConfig
-    history: list[dict] = field(default_factory=list)      # one row per optimizer step
+    history: list[dict] = field(default_factory=list)  # one row per optimizer step
     evaluations: list[dict] = field(default_factory=list)  # one row per validation pass
-    best: dict = field(default_factory=dict)               # the evaluation whose weights were kept
-    train_seconds: float = 0.0                             # optimizer steps only
-    eval_seconds: float = 0.0                              # validation passes
+    best: dict = field(default_factory=dict)  # the evaluation whose weights were kept
+    train_seconds: float = 0.0  # optimizer steps only
+    eval_seconds: float = 0.0  # validation passes
     stopped_early: bool = False
 
 
-def fine_tune(train_texts: list[str], train_labels: list[int], val_texts: list[str], val_labels: list[int],
-              config: TrainConfig = TrainConfig(), device=None, progress: bool = True,
-              max_steps: int | None = None) -> TrainResult:
+def fine_tune(
+    train_texts: list[str],
+    train_labels: list[int],
+    val_texts: list[str],
+    val_labels: list[int],
+    config: TrainConfig = TrainConfig(),
+    device=None,
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> TrainResult:
     """Fine-tune ``config.model`` on the given data; return the model with its best validation weights.
 
     ``max_steps`` cuts training short (for tests). Seeds are fixed by ``config.seed``.
@@ -324,9 +390,15 @@ def fine_tune(train_texts: list[str], train_labels: list[int], val_texts: list[s
     from tqdm.auto import tqdm
 
     if len(train_texts) != len(train_labels) or len(val_texts) != len(val_labels):
-        raise ValueError(f"texts and labels differ in length: train {len(train_texts)} vs {len(train_labels)}, "
-                         f"validation {len(val_texts)} vs {len(val_labels)}")
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        raise ValueError(
+            f"texts and labels differ in length: train {len(train_texts)} vs {len(train_labels)}, "
+            f"validation {len(val_texts)} vs {len(val_labels)}"
+        )
+    device = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     torch.manual_seed(config.seed)  # the new head's initial weights and dropout
     model, tokenizer = load_pretrained_classifier(config.model)
     freeze_lower_layers(model, config.freeze_embeddings, config.freeze_layers)
@@ -341,18 +413,29 @@ def fine_tune(train_texts: list[str], train_labels: list[int], val_texts: list[s
     warmup_steps = round(config.warmup_ratio * total_steps)
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_linear_factor(s, warmup_steps, total_steps))
-    eval_points = {round(steps_per_epoch * k / config.evals_per_epoch) for k in range(1, config.evals_per_epoch + 1)}
+        optimizer, lambda s: warmup_linear_factor(s, warmup_steps, total_steps)
+    )
+    eval_points = {
+        round(steps_per_epoch * k / config.evals_per_epoch)
+        for k in range(1, config.evals_per_epoch + 1)
+    }
 
     result = TrainResult(model, tokenizer, config)
     best_f1, best_state, since_best, step = -1.0, None, 0, 0
     bar = tqdm(total=total_steps, desc="fine-tuning", disable=not progress)
     for epoch in range(config.epochs):
-        batches = length_bucketed_batches(lengths, config.batch_size, shuffle=True, seed=config.seed + epoch,
-                                          bucket_batches=config.bucket_batches)
+        batches = length_bucketed_batches(
+            lengths,
+            config.batch_size,
+            shuffle=True,
+            seed=config.seed + epoch,
+            bucket_batches=config.bucket_batches,
+        )
         for i, b in enumerate(batches, start=1):
             t0 = time.perf_counter()
-            batch = pad_batch([ids[j] for j in b], [train_labels[j] for j in b], tokenizer.pad_token_id)
+            batch = pad_batch(
+                [ids[j] for j in b], [train_labels[j] for j in b], tokenizer.pad_token_id
+            )
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = model(**batch).loss  # cross-entropy, because we passed labels
             loss.backward()
@@ -362,19 +445,39 @@ def fine_tune(train_texts: list[str], train_labels: list[int], val_texts: list[s
             optimizer.zero_grad(set_to_none=True)
             step += 1
             result.train_seconds += time.perf_counter() - t0
-            result.history.append({"step": step, "epoch": epoch + (i / len(batches)), "loss": loss.item(),
-                                   "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                                   "tokens": int(batch["input_ids"].numel())})
+            result.history.append(
+                {
+                    "step": step,
+                    "epoch": epoch + (i / len(batches)),
+                    "loss": loss.item(),
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": float(grad_norm),
+                    "tokens": int(batch["input_ids"].numel()),
+                }
+            )
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             last = step >= total_steps
             if i in eval_points or last:
                 t1 = time.perf_counter()
-                ev = evaluate(model, tokenizer, val_texts, val_labels, config.eval_batch_size, config.max_length, device)
+                ev = evaluate(
+                    model,
+                    tokenizer,
+                    val_texts,
+                    val_labels,
+                    config.eval_batch_size,
+                    config.max_length,
+                    device,
+                )
                 model.train()
                 result.eval_seconds += time.perf_counter() - t1
-                row = {"step": step, "epoch": epoch + i / len(batches), "val_loss": ev["loss"],
-                       "val_accuracy": ev["accuracy"], "val_macro_f1": ev["macro_f1"]}
+                row = {
+                    "step": step,
+                    "epoch": epoch + i / len(batches),
+                    "val_loss": ev["loss"],
+                    "val_accuracy": ev["accuracy"],
+                    "val_macro_f1": ev["macro_f1"],
+                }
                 result.evaluations.append(row)
                 bar.set_postfix(loss=f"{loss.item():.3f}", val_f1=f"{ev['macro_f1']:.3f}")
                 if ev["macro_f1"] > best_f1:
@@ -411,7 +514,9 @@ def save_classifier(model, tokenizer, folder: str | Path, summary: dict | None =
     model.config.id2label = dict(ID2LABEL)
     model.config.label2id = dict(LABEL2ID)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the saved model should be readable like any folder
+    os.chmod(
+        tmp, 0o755
+    )  # mkdtemp makes it private; the saved model should be readable like any folder
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -429,7 +534,10 @@ def save_classifier(model, tokenizer, folder: str | Path, summary: dict | None =
 def is_complete_model_folder(folder: str | Path) -> bool:
     """True when ``folder`` holds a finished save: config, safetensors weights, tokenizer."""
     folder = Path(folder)
-    return all((folder / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer_config.json"))
+    return all(
+        (folder / f).is_file()
+        for f in ("config.json", "model.safetensors", "tokenizer_config.json")
+    )
 
 
 def load_classifier(folder: str | Path, device=None):
@@ -457,8 +565,12 @@ def _jsonable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "logits"}
 
 
-def train_and_save(config: TrainConfig = TrainConfig(), folder: str | Path | None = None, device=None,
-                   progress: bool = True) -> tuple[TrainResult, dict, Path]:
+def train_and_save(
+    config: TrainConfig = TrainConfig(),
+    folder: str | Path | None = None,
+    device=None,
+    progress: bool = True,
+) -> tuple[TrainResult, dict, Path]:
     """The whole recipe on the course split: subsample the pool, fine-tune, test, save.
 
     Returns ``(result, test_metrics, folder)``; the folder also gets ``training_summary.json``.
@@ -470,25 +582,43 @@ def train_and_save(config: TrainConfig = TrainConfig(), folder: str | Path | Non
         texts, labels = subsample(texts, labels, config.train_size, seed=config.seed)
     val_texts, val_labels = load_split("validation")
     test_texts, test_labels = load_split("test")
-    result = fine_tune(texts, labels, val_texts, val_labels, config, device=device, progress=progress)
+    result = fine_tune(
+        texts, labels, val_texts, val_labels, config, device=device, progress=progress
+    )
     t0 = time.perf_counter()
-    test = evaluate(result.model, result.tokenizer, test_texts, test_labels, config.eval_batch_size,
-                    config.max_length)
+    test = evaluate(
+        result.model,
+        result.tokenizer,
+        test_texts,
+        test_labels,
+        config.eval_batch_size,
+        config.max_length,
+    )
     test_seconds = time.perf_counter() - t0
-    summary = {"config": asdict(config), "train_examples": len(texts), "steps": len(result.history),
-               "train_seconds": round(result.train_seconds, 1), "eval_seconds": round(result.eval_seconds, 1),
-               "test_seconds": round(test_seconds, 1), "threads": torch.get_num_threads(),
-               "device": str(next(result.model.parameters()).device), "best_validation": result.best,
-               "stopped_early": result.stopped_early, "evaluations": result.evaluations,
-               "test": _jsonable(test),
-               "torch": torch.__version__}
+    summary = {
+        "config": asdict(config),
+        "train_examples": len(texts),
+        "steps": len(result.history),
+        "train_seconds": round(result.train_seconds, 1),
+        "eval_seconds": round(result.eval_seconds, 1),
+        "test_seconds": round(test_seconds, 1),
+        "threads": torch.get_num_threads(),
+        "device": str(next(result.model.parameters()).device),
+        "best_validation": result.best,
+        "stopped_early": result.stopped_early,
+        "evaluations": result.evaluations,
+        "test": _jsonable(test),
+        "torch": torch.__version__,
+    }
     if folder is None:
         folder = default_folder_for(config)
     save_classifier(result.model, result.tokenizer, folder, summary)
     return result, test, Path(folder)
 
 
-def finetuned_model(train_if_missing: bool = True, full: bool = False, progress: bool = True) -> Path:
+def finetuned_model(
+    train_if_missing: bool = True, full: bool = False, progress: bool = True
+) -> Path:
     """Folder of the fine-tuned tweet classifier in ``artifacts/``, training it first if needed.
 
     ``full=False`` (default): the default setting, ``artifacts/minilm-tweets`` (a few minutes to
@@ -500,10 +630,14 @@ def finetuned_model(train_if_missing: bool = True, full: bool = False, progress:
     if is_complete_model_folder(folder):
         return folder
     if not train_if_missing:
-        raise FileNotFoundError(f"No fine-tuned model in {folder}. Run lesson 05, or call "
-                                f"course_lib.train.finetuned_model() to train one (a few minutes).")
-    print(f"No fine-tuned model in {folder} yet: training one now with the "
-          f"{'FULL' if full else 'default'} settings (lesson 05 explains them).")
+        raise FileNotFoundError(
+            f"No fine-tuned model in {folder}. Run lesson 05, or call "
+            f"course_lib.train.finetuned_model() to train one (a few minutes)."
+        )
+    print(
+        f"No fine-tuned model in {folder} yet: training one now with the "
+        f"{'FULL' if full else 'default'} settings (lesson 05 explains them)."
+    )
     config = full_config() if full else default_config()
     _, test, folder = train_and_save(config, folder, progress=progress)
     print(f"Saved to {folder} (test macro-F1 {test['macro_f1']:.3f}).")
@@ -536,8 +670,13 @@ class _TokenizedDataset(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "labels": self.labels[i]}
 
 
-def fine_tune_with_trainer(train_texts: list[str], train_labels: list[int], config: TrainConfig = TrainConfig(),
-                           output_dir: str | Path | None = None, progress: bool = True) -> dict:
+def fine_tune_with_trainer(
+    train_texts: list[str],
+    train_labels: list[int],
+    config: TrainConfig = TrainConfig(),
+    output_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
     """The same recipe through ``transformers.Trainer``: same model, freezing, optimizer (AdamW,
     no decay on biases/LayerNorm), warm-up + linear decay, clipping, batch size, length grouping,
     seed. No mid-training validation (Trainer's early stopping needs checkpoints; we keep it lean).
@@ -555,20 +694,41 @@ def fine_tune_with_trainer(train_texts: list[str], train_labels: list[int], conf
         tmp = tempfile.mkdtemp(prefix="trainer-")
         output_dir = tmp
     args = TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-        learning_rate=config.lr, weight_decay=config.weight_decay, warmup_steps=config.warmup_ratio,
-        lr_scheduler_type="linear", max_grad_norm=config.grad_clip, train_sampling_strategy="group_by_length",
-        seed=config.seed, data_seed=config.seed, save_strategy="no", eval_strategy="no", logging_steps=10,
-        report_to="none", disable_tqdm=not progress, dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=_TokenizedDataset(ids, list(train_labels)),
-                      data_collator=DataCollatorWithPadding(tokenizer))
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,
+        lr_scheduler_type="linear",
+        max_grad_norm=config.grad_clip,
+        train_sampling_strategy="group_by_length",
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=10,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=_TokenizedDataset(ids, list(train_labels)),
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"model": trainer.model.eval(), "tokenizer": tokenizer, "train_seconds": seconds,
-            "log_history": trainer.state.log_history}
+    return {
+        "model": trainer.model.eval(),
+        "tokenizer": tokenizer,
+        "train_seconds": seconds,
+        "log_history": trainer.state.log_history,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,48 +736,83 @@ def fine_tune_with_trainer(train_texts: list[str], train_labels: list[int], conf
 # --------------------------------------------------------------------------------------------
 def check_pad_to_longest(fn, verbose: bool = True):
     """Checker for the dynamic-padding exercise: ``fn(sequences, pad_id) -> (B, L_max) int64``."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     hint = "make a (B, longest) tensor full of pad_id (dtype torch.long), then copy each sequence into its row."
-    cases = [Case("two sequences", ([[101, 7, 102], [101, 102]], 0), hint=hint),
-             Case("already equal lengths", ([[1, 2], [3, 4]], 0), hint=hint),
-             Case("pad_id = 5", ([[101, 9, 9, 102], [101, 102], [101, 8, 102]], 5),
-                  hint="use the pad_id argument, not a hard-coded 0."),
-             Case("one sequence", ([[101, 2023, 102]], 0), hint=hint)]
+    cases = [
+        Case("two sequences", ([[101, 7, 102], [101, 102]], 0), hint=hint),
+        Case("already equal lengths", ([[1, 2], [3, 4]], 0), hint=hint),
+        Case(
+            "pad_id = 5",
+            ([[101, 9, 9, 102], [101, 102], [101, 8, 102]], 5),
+            hint="use the pad_id argument, not a hard-coded 0.",
+        ),
+        Case("one sequence", ([[101, 2023, 102]], 0), hint=hint),
+    ]
     return check_exercise("dynamic padding", fn, pad_to_longest, cases, verbose=verbose).function
 
 
 def check_macro_f1(fn, verbose: bool = True):
     """Checker for the macro-F1 exercise: ``fn(confusion (K, K)) -> float`` (rows = true class)."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     def as_tensor(f):
         return lambda cm: torch.as_tensor(float(f(cm)), dtype=torch.float64)
 
-    hint = ("precision_k = C[k,k] / column sum k, recall_k = C[k,k] / row sum k, F1_k = 2PR/(P+R); "
-            "then the plain mean over classes.")
-    cases = [Case("perfect predictions", (torch.tensor([[5, 0, 0], [0, 3, 0], [0, 0, 2]]),), hint=hint),
-             Case("a mixed 3x3 matrix", (torch.tensor([[50, 10, 5], [8, 30, 2], [4, 6, 20]]),), hint=hint),
-             Case("a class never predicted", (torch.tensor([[4, 1, 0], [2, 3, 0], [1, 1, 0]]),),
-                  hint="when a class is never predicted its precision is 0/0: count it as 0 (as scikit-learn does)."),
-             Case("two classes", (torch.tensor([[7, 3], [1, 9]]),), hint=hint)]
-    result = check_exercise("macro-F1 from a confusion matrix", as_tensor(fn), as_tensor(macro_f1_from_confusion),
-                            cases, atol=1e-6, verbose=verbose)
+    hint = (
+        "precision_k = C[k,k] / column sum k, recall_k = C[k,k] / row sum k, F1_k = 2PR/(P+R); "
+        "then the plain mean over classes."
+    )
+    cases = [
+        Case("perfect predictions", (torch.tensor([[5, 0, 0], [0, 3, 0], [0, 0, 2]]),), hint=hint),
+        Case(
+            "a mixed 3x3 matrix", (torch.tensor([[50, 10, 5], [8, 30, 2], [4, 6, 20]]),), hint=hint
+        ),
+        Case(
+            "a class never predicted",
+            (torch.tensor([[4, 1, 0], [2, 3, 0], [1, 1, 0]]),),
+            hint="when a class is never predicted its precision is 0/0: count it as 0 (as scikit-learn does).",
+        ),
+        Case("two classes", (torch.tensor([[7, 3], [1, 9]]),), hint=hint),
+    ]
+    result = check_exercise(
+        "macro-F1 from a confusion matrix",
+        as_tensor(fn),
+        as_tensor(macro_f1_from_confusion),
+        cases,
+        atol=1e-6,
+        verbose=verbose,
+    )
     return fn if result.passed else macro_f1_from_confusion
 
 
 def check_warmup_linear_factor(fn, verbose: bool = True):
     """Checker for the schedule exercise: ``fn(step, warmup_steps, total_steps) -> float``."""
-    from .exercises import Case, check_exercise
+    from .tooling.exercises import Case, check_exercise
 
     def as_tensor(f):
         return lambda *a: torch.as_tensor(float(f(*a)), dtype=torch.float64)
 
     hint = "ramp s / w during warm-up, then (T - s) / (T - w), never below 0."
-    cases = [Case(f"step {s} of {t} with {w} warm-up steps", (s, w, t), hint=hint)
-             for s, w, t in [(0, 10, 100), (5, 10, 100), (10, 10, 100), (55, 10, 100), (100, 10, 100), (3, 0, 20)]]
-    result = check_exercise("warm-up + linear decay", as_tensor(fn), as_tensor(warmup_linear_factor), cases,
-                            atol=1e-9, verbose=verbose)
+    cases = [
+        Case(f"step {s} of {t} with {w} warm-up steps", (s, w, t), hint=hint)
+        for s, w, t in [
+            (0, 10, 100),
+            (5, 10, 100),
+            (10, 10, 100),
+            (55, 10, 100),
+            (100, 10, 100),
+            (3, 0, 20),
+        ]
+    ]
+    result = check_exercise(
+        "warm-up + linear decay",
+        as_tensor(fn),
+        as_tensor(warmup_linear_factor),
+        cases,
+        atol=1e-9,
+        verbose=verbose,
+    )
     return fn if result.passed else warmup_linear_factor
 
 
@@ -625,12 +820,17 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m course_lib.train [--full] [--trainer] [--threads N]``: train, test, save, print timings."""
     import argparse
 
-    from .environment import setup
+    from .tooling.environment import setup
 
     parser = argparse.ArgumentParser(prog="python -m course_lib.train", description=main.__doc__)
-    parser.add_argument("--full", action="store_true", help="the FULL setting (same as COURSE_FULL=1)")
-    parser.add_argument("--trainer", action="store_true",
-                        help="also run the same recipe with transformers.Trainer and compare")
+    parser.add_argument(
+        "--full", action="store_true", help="the FULL setting (same as COURSE_FULL=1)"
+    )
+    parser.add_argument(
+        "--trainer",
+        action="store_true",
+        help="also run the same recipe with transformers.Trainer and compare",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="folder to save into (default: artifacts/...)")
     args = parser.parse_args(argv)
@@ -638,9 +838,12 @@ def main(argv: list[str] | None = None) -> int:
     config = full_config() if (args.full or full_requested()) else default_config()
     t0 = time.perf_counter()
     result, test, folder = train_and_save(config, args.out)
-    report = {"setting": "FULL" if config == full_config() else "default", "folder": str(folder),
-              "wall_seconds": round(time.perf_counter() - t0, 1), **{k: v for k, v in training_summary(folder).items()
-                                                                      if k not in ("config",)}}
+    report = {
+        "setting": "FULL" if config == full_config() else "default",
+        "folder": str(folder),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        **{k: v for k, v in training_summary(folder).items() if k not in ("config",)},
+    }
     if args.trainer:
         from .data import load_split, subsample
 
@@ -649,8 +852,13 @@ def main(argv: list[str] | None = None) -> int:
             texts, labels = subsample(texts, labels, config.train_size, seed=config.seed)
         hf = fine_tune_with_trainer(texts, labels, config)
         test_texts, test_labels = load_split("test")
-        hf_test = evaluate(hf["model"], hf["tokenizer"], test_texts, test_labels, config.eval_batch_size)
-        report["trainer"] = {"train_seconds": round(hf["train_seconds"], 1), "test": _jsonable(hf_test)}
+        hf_test = evaluate(
+            hf["model"], hf["tokenizer"], test_texts, test_labels, config.eval_batch_size
+        )
+        report["trainer"] = {
+            "train_seconds": round(hf["train_seconds"], 1),
+            "test": _jsonable(hf_test),
+        }
     print(json.dumps(report, indent=1))
     return 0
 

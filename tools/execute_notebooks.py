@@ -5,6 +5,7 @@
 Runs under the same offline guard as the tests, prints each notebook's wall time, and records
 it in ``notebooks/timings.json`` (the course map in the README and in 00_welcome reads it).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,12 @@ TIMINGS = Path(__file__).resolve().parents[1] / "notebooks" / "timings.json"
 
 def execute(path: Path, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
@@ -36,8 +41,11 @@ def main(paths: list[str]) -> int:
     timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
     for p in map(Path, paths):
         seconds = execute(p)
-        timings[p.name] = {"seconds": round(seconds, 1), "cores": os.cpu_count(),
-                           "measured": time.strftime("%Y-%m-%d")}
+        timings[p.name] = {
+            "seconds": round(seconds, 1),
+            "cores": os.cpu_count(),
+            "measured": time.strftime("%Y-%m-%d"),
+        }
         print(f"{p.name}: {seconds:.1f} s on {os.cpu_count()} cores", flush=True)
         TIMINGS.write_text(json.dumps(dict(sorted(timings.items())), indent=1) + "\n")
     return 0

@@ -8,6 +8,7 @@ reads nor changes the user's own JupyterLab setup.
 Set ``COURSE_SKIP_BROWSER_TESTS=1`` to skip these tests (the only way they are skipped).
 ``COURSE_CHROMIUM=/path/to/chromium`` picks another Chromium or Chrome binary.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -96,14 +97,21 @@ class ServerProcess:
     sessions, so the group alone is not enough), first politely, then by force.
     """
 
-    def __init__(self, argv: list[str], log_path: Path, *, env: dict | None = None,
-                 cwd: Path | None = None):
+    def __init__(
+        self, argv: list[str], log_path: Path, *, env: dict | None = None, cwd: Path | None = None
+    ):
         self.argv = argv
         self.log_path = Path(log_path)
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -118,8 +126,10 @@ class ServerProcess:
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
-                raise RuntimeError(f"{what} exited with status {code} before it answered {url}.\n"
-                                   f"--- log ({self.log_path}) ---\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{what} exited with status {code} before it answered {url}.\n"
+                    f"--- log ({self.log_path}) ---\n{self.log_tail()}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
                     if response.status == 200:
@@ -127,9 +137,11 @@ class ServerProcess:
             except (urllib.error.URLError, OSError) as error:
                 last_error = error
             time.sleep(0.3)
-        raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s "
-                           f"(last error: {last_error}).\n--- log ({self.log_path}) ---\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(
+            f"{what} did not answer {url} within {timeout:.0f} s "
+            f"(last error: {last_error}).\n--- log ({self.log_path}) ---\n"
+            f"{self.log_tail()}"
+        )
 
     def _descendants(self) -> list:
         import psutil
@@ -180,15 +192,21 @@ class ServerProcess:
 # browser never writes to the committed files; no news or update checks (offline).
 LAB_USER_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
-        "windowingMode": "none", "scrollPastEnd": False},
+        "windowingMode": "none",
+        "scrollPastEnd": False,
+    },
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false", "checkForUpdates": False},
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
 }
 
 # The server imports the offline guard before JupyterLab, like every other process of the tests.
-_GUARDED_LAB = ("import sys; from course_lib.offline import install_guard_if_requested; "
-                "install_guard_if_requested(); from jupyterlab.labapp import main; sys.exit(main())")
+_GUARDED_LAB = (
+    "import sys; from course_lib.tooling.offline import install_guard_if_requested; "
+    "install_guard_if_requested(); from jupyterlab.labapp import main; sys.exit(main())"
+)
 
 
 def start_jupyterlab(root_dir: Path, work_dir: Path, *, startup_timeout: float = 120.0):
@@ -207,22 +225,33 @@ def start_jupyterlab(root_dir: Path, work_dir: Path, *, startup_timeout: float =
         (work_dir / sub).mkdir(parents=True, exist_ok=True)
 
     env = dict(os.environ)
-    env.update(JUPYTER_RUNTIME_DIR=str(work_dir / "runtime"),
-               JUPYTER_CONFIG_DIR=str(work_dir / "config"),  # ignore the user's ~/.jupyter
-               JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1")
+    env.update(
+        JUPYTER_RUNTIME_DIR=str(work_dir / "runtime"),
+        JUPYTER_CONFIG_DIR=str(work_dir / "config"),  # ignore the user's ~/.jupyter
+        JUPYTER_PLATFORM_DIRS="1",
+        PYTHONUNBUFFERED="1",
+    )
     port = free_port()
-    argv = [sys.executable, "-c", _GUARDED_LAB,
-            "--no-browser", "--allow-root",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-            "--ServerApp.token=", "--ServerApp.password=",
-            f"--ServerApp.root_dir={root_dir}",
-            f"--LabApp.user_settings_dir={settings_dir}",
-            f"--LabApp.workspaces_dir={work_dir / 'workspaces'}",
-            # checkpoints too: nothing is written next to the course's notebooks
-            f"--FileCheckpoints.root_dir={work_dir / 'checkpoints'}",
-            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to run commands
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    argv = [
+        sys.executable,
+        "-c",
+        _GUARDED_LAB,
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.token=",
+        "--ServerApp.password=",
+        f"--ServerApp.root_dir={root_dir}",
+        f"--LabApp.user_settings_dir={settings_dir}",
+        f"--LabApp.workspaces_dir={work_dir / 'workspaces'}",
+        # checkpoints too: nothing is written next to the course's notebooks
+        f"--FileCheckpoints.root_dir={work_dir / 'checkpoints'}",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to run commands
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     server = ServerProcess(argv, work_dir / "jupyterlab.log", env=env, cwd=root_dir)
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -245,8 +274,7 @@ def notebook_has_widgets(path: Path) -> bool:
 
 def notebook_url(base_url: str, relative_path: str, workspace: str) -> str:
     """URL that opens one notebook in a fresh, named JupyterLab workspace."""
-    return (f"{base_url}/lab/workspaces/{quote(workspace)}/tree/"
-            f"{quote(relative_path)}?reset")
+    return f"{base_url}/lab/workspaces/{quote(workspace)}/tree/{quote(relative_path)}?reset"
 
 
 # --- JavaScript run in the JupyterLab page (window.jupyterapp is exposed by the server flag) ---
@@ -260,7 +288,9 @@ JS_NOTEBOOK_READY = f"""() => {{
 }}"""
 
 # Give the notebook the whole width (the file browser is open by default).
-JS_COLLAPSE_SIDEBARS = "() => { window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight(); }"
+JS_COLLAPSE_SIDEBARS = (
+    "() => { window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight(); }"
+)
 
 JS_KERNEL_IDLE = f"""() => {{
   const panel = {JS_PANEL};
@@ -275,14 +305,14 @@ JS_KERNEL_STATUS = f"""() => {{
 }}"""
 
 # Starts "run all cells" and records in window.__courseRun when JupyterLab says it has finished.
-JS_START_RUN_ALL = f"""async () => {{
+JS_START_RUN_ALL = """async () => {
   const app = window.jupyterapp;
-  window.__courseRun = {{done: false}};
+  window.__courseRun = {done: false};
   await app.commands.execute('notebook:clear-all-cell-outputs');
   app.commands.execute('notebook:run-all-cells').then(
-    ok => {{ window.__courseRun = {{done: true, ok: ok}}; }},
-    err => {{ window.__courseRun = {{done: true, ok: false, error: String(err)}}; }});
-}}"""
+    ok => { window.__courseRun = {done: true, ok: ok}; },
+    err => { window.__courseRun = {done: true, ok: false, error: String(err)}; });
+}"""
 
 JS_RUN_FINISHED = "() => window.__courseRun && window.__courseRun.done"
 
@@ -399,8 +429,9 @@ def screenshot_whole_notebook(page, path: Path, *, max_height: int = 16000) -> N
         heights = page.evaluate(JS_NOTEBOOK_HEIGHT)
         extra = max(0, heights["scroll"] - heights["client"])
         if extra:
-            page.set_viewport_size({"width": size["width"],
-                                    "height": min(max_height, size["height"] + extra)})
+            page.set_viewport_size(
+                {"width": size["width"], "height": min(max_height, size["height"] + extra)}
+            )
             page.wait_for_timeout(500)  # let JupyterLab lay out the taller page
         page.evaluate(JS_SCROLL_TO_TOP)
         page.wait_for_timeout(200)

@@ -3,6 +3,7 @@
 These tests are skipped only when ``COURSE_SKIP_BROWSER_TESTS=1`` is set. Without Chromium
 (and without that variable) they fail, and the failure says how to install it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -10,9 +11,17 @@ import os
 from pathlib import Path
 
 import pytest
-
-from browser_helpers import (CHROMIUM_ARGS, CHROMIUM_ENV, INSTALL_HINT, REPO_ROOT, SKIP_ENV,
-                             find_chromium, is_loopback_url, skip_requested, start_jupyterlab)
+from browser_helpers import (
+    CHROMIUM_ARGS,
+    CHROMIUM_ENV,
+    INSTALL_HINT,
+    REPO_ROOT,
+    SKIP_ENV,
+    find_chromium,
+    is_loopback_url,
+    skip_requested,
+    start_jupyterlab,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,8 +33,9 @@ def _is_browser_test(item) -> bool:
 def pytest_collection_modifyitems(config, items):
     if not skip_requested():
         return
-    marker = pytest.mark.skip(reason=f"{SKIP_ENV} is set: real-browser tests skipped on request "
-                                     f"(unset it to run them)")
+    marker = pytest.mark.skip(
+        reason=f"{SKIP_ENV} is set: real-browser tests skipped on request (unset it to run them)"
+    )
     for item in items:
         if _is_browser_test(item):
             item.add_marker(marker)
@@ -36,7 +46,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if skip_requested():
         terminalreporter.write_line(
             f"NOTE: the real-browser tests (tests/browser) were SKIPPED because {SKIP_ENV} is set.",
-            yellow=True, bold=True)
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +56,11 @@ def chromium_path() -> str:
     path = find_chromium()
     if path is None:
         override = os.environ.get(CHROMIUM_ENV)
-        where = (f"{CHROMIUM_ENV}={override} is not an executable file." if override
-                 else "Chromium was not found (no `chromium` on PATH, no /usr/bin/chromium).")
+        where = (
+            f"{CHROMIUM_ENV}={override} is not an executable file."
+            if override
+            else "Chromium was not found (no `chromium` on PATH, no /usr/bin/chromium)."
+        )
         pytest.fail(where + "\n" + INSTALL_HINT, pytrace=False)
     return path
 
@@ -56,16 +71,22 @@ def browser(chromium_path):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("The Python package 'playwright' is missing: run `make setup` "
-                    "(pip install -r requirements.txt). Do not run `playwright install`; the "
-                    "tests use the system Chromium.\n" + INSTALL_HINT, pytrace=False)
+        pytest.fail(
+            "The Python package 'playwright' is missing: run `make setup` "
+            "(pip install -r requirements.txt). Do not run `playwright install`; the "
+            "tests use the system Chromium.\n" + INSTALL_HINT,
+            pytrace=False,
+        )
     with sync_playwright() as playwright:
         try:
-            browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS,
-                                                 headless=True, timeout=120_000)
+            browser = playwright.chromium.launch(
+                executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True, timeout=120_000
+            )
         except Exception as error:  # a broken install: say what to do, not just the stack
-            pytest.fail(f"Could not start Chromium at {chromium_path}: {error}\n" + INSTALL_HINT,
-                        pytrace=False)
+            pytest.fail(
+                f"Could not start Chromium at {chromium_path}: {error}\n" + INSTALL_HINT,
+                pytrace=False,
+            )
         yield browser
         browser.close()
 

@@ -6,6 +6,7 @@ appears (``#results .prob-bar[data-label]``) with probabilities that make sense:
 summing to 1, the highlighted bar the most likely one. Screenshot:
 ``build/screenshots/demo_page.png``.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ import re
 import sys
 
 import pytest
-
 from browser_helpers import REPO_ROOT, SCREENSHOTS_DIR, ServerProcess, free_port
 
 TEXT = "The flight was delayed three hours and nobody told us anything. Never again."
@@ -36,10 +36,21 @@ def demo_server(fine_tuned_model, tmp_path_factory, browser):  # browser: fail f
     env = dict(os.environ)
     env.pop("COURSE_API_TOKEN", None)  # the page must work without a token here
     port = free_port()
-    server = ServerProcess([sys.executable, "-m", "course_lib", "serve",
-                            "--model", str(fine_tuned_model), "--port", str(port)],
-                           tmp_path_factory.mktemp("demo-server") / "serve.log",
-                           env=env, cwd=REPO_ROOT)
+    server = ServerProcess(
+        [
+            sys.executable,
+            "-m",
+            "course_lib",
+            "serve",
+            "--model",
+            str(fine_tuned_model),
+            "--port",
+            str(port),
+        ],
+        tmp_path_factory.mktemp("demo-server") / "serve.log",
+        env=env,
+        cwd=REPO_ROOT,
+    )
     base_url = f"http://127.0.0.1:{port}"
     try:
         server.wait_for_http(base_url + "/health", SERVER_START_TIMEOUT, "course_lib serve")
@@ -69,23 +80,34 @@ def test_demo_page_shows_probabilities(demo_server, fine_tuned_model, browser_pa
     page.wait_for_timeout(200)  # all bars are added at once; let the page paint them
 
     bars = page.eval_on_selector_all(
-        BAR, "nodes => nodes.map(n => ({label: n.dataset.label, text: n.textContent,"
-             " top: n.classList.contains('top'), visible: n.getBoundingClientRect().height > 0}))")
+        BAR,
+        "nodes => nodes.map(n => ({label: n.dataset.label, text: n.textContent,"
+        " top: n.classList.contains('top'), visible: n.getBoundingClientRect().height > 0}))",
+    )
     SCREENSHOTS_DIR.mkdir(parents=True, exist_ok=True)
     screenshot = SCREENSHOTS_DIR / "demo_page.png"
     page.screenshot(path=str(screenshot), full_page=True)
 
     shown = [bar["label"] for bar in bars]
     assert sorted(shown) == sorted(labels), (
-        f"expected one bar per label {sorted(labels)}, the page shows {shown}; screenshot: {screenshot}")
+        f"expected one bar per label {sorted(labels)}, the page shows {shown}; screenshot: {screenshot}"
+    )
     assert all(bar["visible"] for bar in bars), f"some bars are not visible: {bars}"
-    probabilities = {bar["label"]: _probability(bar["text"].replace(bar["label"], "", 1)) for bar in bars}
+    probabilities = {
+        bar["label"]: _probability(bar["text"].replace(bar["label"], "", 1)) for bar in bars
+    }
     assert all(0.0 <= p <= 1.0 for p in probabilities.values()), probabilities
-    assert sum(probabilities.values()) == pytest.approx(1.0, abs=0.005 * len(probabilities)), probabilities
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=0.005 * len(probabilities)), (
+        probabilities
+    )
     top = [bar["label"] for bar in bars if bar["top"]]
     assert len(top) == 1 and probabilities[top[0]] == max(probabilities.values()), (
-        f"the highlighted bar {top} should be the most likely label: {probabilities}")
-    assert not browser_page.page_errors, f"JavaScript errors on the demo page: {browser_page.page_errors}"
+        f"the highlighted bar {top} should be the most likely label: {probabilities}"
+    )
+    assert not browser_page.page_errors, (
+        f"JavaScript errors on the demo page: {browser_page.page_errors}"
+    )
     assert not browser_page.external_requests, (
         f"the demo page tried to reach the internet (it must work offline): "
-        f"{browser_page.external_requests}")
+        f"{browser_page.external_requests}"
+    )

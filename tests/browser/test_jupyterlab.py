@@ -8,6 +8,7 @@ widget (and never "Error displaying widget"), every image loads, the page asked 
 internet, and the notebook file on disk is unchanged. A screenshot of each notebook is saved in
 ``build/screenshots/<notebook>.png``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,19 +16,30 @@ import hashlib
 import json
 
 import pytest
-
-from browser_helpers import (JS_COLLAPSE_SIDEBARS, JS_KERNEL_IDLE, JS_KERNEL_STATUS,
-                             JS_NOTEBOOK_READY, JS_REPORT, JS_RUN_FINISHED, JS_SETTLED,
-                             JS_SHUTDOWN_KERNELS, JS_START_RUN_ALL, NOTEBOOKS_DIR, REPO_ROOT,
-                             SCREENSHOTS_DIR, notebook_has_widgets, notebook_url,
-                             screenshot_whole_notebook)
+from browser_helpers import (
+    JS_COLLAPSE_SIDEBARS,
+    JS_KERNEL_IDLE,
+    JS_KERNEL_STATUS,
+    JS_NOTEBOOK_READY,
+    JS_REPORT,
+    JS_RUN_FINISHED,
+    JS_SETTLED,
+    JS_SHUTDOWN_KERNELS,
+    JS_START_RUN_ALL,
+    NOTEBOOKS_DIR,
+    REPO_ROOT,
+    SCREENSHOTS_DIR,
+    notebook_has_widgets,
+    notebook_url,
+    screenshot_whole_notebook,
+)
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
 # Bounded but generous: the widget notebooks run on the kernel in full, on 2 CPU cores.
-OPEN_TIMEOUT_MS = 120_000       # JupyterLab loads, the notebook opens, the kernel starts
-RUN_TIMEOUT_MS = 600_000        # one notebook, all cells
-SETTLE_TIMEOUT_MS = 60_000      # widgets and images render after the last cell ran
+OPEN_TIMEOUT_MS = 120_000  # JupyterLab loads, the notebook opens, the kernel starts
+RUN_TIMEOUT_MS = 600_000  # one notebook, all cells
+SETTLE_TIMEOUT_MS = 60_000  # widgets and images render after the last cell ran
 
 
 def test_there_are_notebooks():
@@ -43,7 +55,9 @@ def _describe(report: dict, recorder) -> str:
     if recorder.page_errors:
         lines.append("uncaught page errors (first 10): " + " || ".join(recorder.page_errors[:10]))
     if recorder.console_errors:
-        lines.append("browser console errors (first 10): " + " || ".join(recorder.console_errors[:10]))
+        lines.append(
+            "browser console errors (first 10): " + " || ".join(recorder.console_errors[:10])
+        )
     return "\n".join(lines)
 
 
@@ -57,9 +71,11 @@ def _wait(page, condition: str, timeout_ms: int, what: str, screenshot, relative
             kernel = page.evaluate(JS_KERNEL_STATUS)
         with contextlib.suppress(Exception):
             screenshot_whole_notebook(page, screenshot)
-        pytest.fail(f"{relative}: timed out after {timeout_ms // 1000} s waiting for {what} "
-                    f"({type(error).__name__}; kernel status: {kernel}); screenshot: {screenshot}",
-                    pytrace=False)
+        pytest.fail(
+            f"{relative}: timed out after {timeout_ms // 1000} s waiting for {what} "
+            f"({type(error).__name__}; kernel status: {kernel}); screenshot: {screenshot}",
+            pytrace=False,
+        )
 
 
 @pytest.mark.timeout(900)
@@ -71,19 +87,30 @@ def test_notebook_in_jupyterlab(notebook, jupyterlab, browser_page):
     relative = notebook.relative_to(REPO_ROOT).as_posix()
     screenshot = SCREENSHOTS_DIR / f"{notebook.stem}.png"
 
-    page.goto(notebook_url(jupyterlab, relative, f"browser-test-{notebook.stem}"),
-              timeout=OPEN_TIMEOUT_MS)
+    page.goto(
+        notebook_url(jupyterlab, relative, f"browser-test-{notebook.stem}"), timeout=OPEN_TIMEOUT_MS
+    )
     run = None
     try:
-        _wait(page, JS_NOTEBOOK_READY, OPEN_TIMEOUT_MS, "the notebook to open", screenshot, relative)
+        _wait(
+            page, JS_NOTEBOOK_READY, OPEN_TIMEOUT_MS, "the notebook to open", screenshot, relative
+        )
         page.evaluate(JS_COLLAPSE_SIDEBARS)
         if run_all:
-            _wait(page, JS_KERNEL_IDLE, OPEN_TIMEOUT_MS, "the kernel to start", screenshot, relative)
+            _wait(
+                page, JS_KERNEL_IDLE, OPEN_TIMEOUT_MS, "the kernel to start", screenshot, relative
+            )
             page.evaluate(JS_START_RUN_ALL)
             _wait(page, JS_RUN_FINISHED, RUN_TIMEOUT_MS, "all cells to run", screenshot, relative)
             run = page.evaluate("() => window.__courseRun")
-            _wait(page, JS_KERNEL_IDLE, OPEN_TIMEOUT_MS,
-                  "the kernel to go idle after the run", screenshot, relative)
+            _wait(
+                page,
+                JS_KERNEL_IDLE,
+                OPEN_TIMEOUT_MS,
+                "the kernel to go idle after the run",
+                screenshot,
+                relative,
+            )
         settled = True
         try:
             page.wait_for_function(JS_SETTLED, timeout=SETTLE_TIMEOUT_MS, polling=500)
@@ -99,35 +126,50 @@ def test_notebook_in_jupyterlab(notebook, jupyterlab, browser_page):
     details = _describe(report, browser_page)
     assert not report["errors"], (
         f"{relative}: cells show error outputs in JupyterLab: "
-        + "; ".join(f"cell {e['cell']} ({e['source']}): {e['ename']}: {e['evalue']}"
-                    for e in report["errors"]) + f"\nscreenshot: {screenshot}")
+        + "; ".join(
+            f"cell {e['cell']} ({e['source']}): {e['ename']}: {e['evalue']}"
+            for e in report["errors"]
+        )
+        + f"\nscreenshot: {screenshot}"
+    )
     assert not report["tracebacks"], (
         f"{relative}: a traceback is shown in the output of cells {report['tracebacks']}\n"
-        f"screenshot: {screenshot}")
+        f"screenshot: {screenshot}"
+    )
     if run_all:
-        assert run and run.get("ok"), f"{relative}: JupyterLab reports the run failed: {run}\n{details}"
+        assert run and run.get("ok"), (
+            f"{relative}: JupyterLab reports the run failed: {run}\n{details}"
+        )
         assert report["executed"] == report["codeCells"] - _empty_code_cells(notebook), (
-            f"{relative}: only {report['executed']} of {report['codeCells']} code cells ran\n{details}")
-        assert report["widgets"], (f"{relative}: stored outputs have widgets, but running it in "
-                                   f"JupyterLab displayed none\n{details}")
+            f"{relative}: only {report['executed']} of {report['codeCells']} code cells ran\n{details}"
+        )
+        assert report["widgets"], (
+            f"{relative}: stored outputs have widgets, but running it in "
+            f"JupyterLab displayed none\n{details}"
+        )
     # A widget the kernel closed (tqdm bar with leave=False, widget.close()) is hidden on purpose.
     broken = [w for w in report["widgets"] if w["error"] or not (w["rendered"] or w["closed"])]
-    assert not broken, (f"{relative}: widget outputs that did not render: {broken}\n"
-                        f"screenshot: {screenshot}\n{details}")
+    assert not broken, (
+        f"{relative}: widget outputs that did not render: {broken}\n"
+        f"screenshot: {screenshot}\n{details}"
+    )
     assert not report["widgetErrorText"], (
-        f"{relative}: the page shows a widget that failed to display\nscreenshot: {screenshot}\n{details}")
+        f"{relative}: the page shows a widget that failed to display\nscreenshot: {screenshot}\n{details}"
+    )
     assert settled, f"{relative}: the notebook did not finish rendering\n{details}"
     assert report["brokenImages"] == 0, (
-        f"{relative}: {report['brokenImages']} images did not load\nscreenshot: {screenshot}")
+        f"{relative}: {report['brokenImages']} images did not load\nscreenshot: {screenshot}"
+    )
     assert not browser_page.external_requests, (
         f"{relative}: the page tried to reach the internet (the course runs offline): "
-        f"{browser_page.external_requests[:10]}")
+        f"{browser_page.external_requests[:10]}"
+    )
     assert _digest(notebook) == before, (
-        f"{relative} changed on disk while it was open in the browser (autosave should be off)")
+        f"{relative} changed on disk while it was open in the browser (autosave should be off)"
+    )
 
 
 def _empty_code_cells(notebook) -> int:
     """Code cells with nothing to run (JupyterLab gives them no execution count)."""
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    return sum(1 for c in cells if c["cell_type"] == "code"
-               and not "".join(c["source"]).strip())
+    return sum(1 for c in cells if c["cell_type"] == "code" and not "".join(c["source"]).strip())

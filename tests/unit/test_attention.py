@@ -1,47 +1,64 @@
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from course_lib import attention as A
 
 
 def _qkv(batch, L, S, d_k, d_v, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(*batch, L, d_k, generator=g, dtype=dtype),
-            torch.randn(*batch, S, d_k, generator=g, dtype=dtype),
-            torch.randn(*batch, S, d_v, generator=g, dtype=dtype))
+    return (
+        torch.randn(*batch, L, d_k, generator=g, dtype=dtype),
+        torch.randn(*batch, S, d_k, generator=g, dtype=dtype),
+        torch.randn(*batch, S, d_v, generator=g, dtype=dtype),
+    )
 
 
 def test_matches_torch_without_mask():
     q, k, v = _qkv((2, 3), 5, 7, 8, 4)
-    torch.testing.assert_close(A.scaled_dot_product_attention(q, k, v),
-                               F.scaled_dot_product_attention(q, k, v), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        A.scaled_dot_product_attention(q, k, v),
+        F.scaled_dot_product_attention(q, k, v),
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 def test_matches_torch_causal_square_and_rectangular():
     for L, S in ((6, 6), (4, 9)):
         q, k, v = _qkv((2, 3), L, S, 8, 8)
-        torch.testing.assert_close(A.scaled_dot_product_attention(q, k, v, is_causal=True),
-                                   F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            A.scaled_dot_product_attention(q, k, v, is_causal=True),
+            F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            atol=1e-6,
+            rtol=0,
+        )
 
 
 def test_matches_torch_with_padding_masks_bool_and_additive():
     q, k, v = _qkv((3, 2), 6, 6, 8, 5)
     keep = A.padding_mask([6, 4, 1], 6).unsqueeze(1)  # (B, 1, 1, S)
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
-    torch.testing.assert_close(A.scaled_dot_product_attention(q, k, v, keep), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        A.scaled_dot_product_attention(q, k, v, keep), expected, atol=1e-6, rtol=0
+    )
     additive = A.to_additive_mask(keep)
-    torch.testing.assert_close(A.scaled_dot_product_attention(q, k, v, additive), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        A.scaled_dot_product_attention(q, k, v, additive), expected, atol=1e-6, rtol=0
+    )
 
 
 def test_matches_torch_with_causal_plus_padding_and_custom_scale():
     q, k, v = _qkv((2, 4), 5, 5, 16, 16)
     mask = A.causal_mask(5) & A.padding_mask([5, 3], 5).unsqueeze(1)
-    torch.testing.assert_close(A.scaled_dot_product_attention(q, k, v, mask, scale=0.3),
-                               F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        A.scaled_dot_product_attention(q, k, v, mask, scale=0.3),
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3),
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 def test_returns_weights_that_sum_to_one():
@@ -59,7 +76,9 @@ def test_fully_masked_row_gives_zeros_and_no_nan_elsewhere():
     out, w = A.scaled_dot_product_attention(q, k, v, mask, return_weights=True)
     assert not torch.isnan(out).any() and not torch.isnan(w).any()
     assert torch.all(out[0, 1] == 0) and torch.all(w[0, 1] == 0)
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # torch 2.13 also gives zeros there
+    ref = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask
+    )  # torch 2.13 also gives zeros there
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
     # and gradients stay finite
     q.requires_grad_(True)
@@ -72,16 +91,23 @@ def test_gradcheck_float64():
     mask = A.causal_mask(3, 4)
     for t in (q, k, v):
         t.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a, b, c: A.scaled_dot_product_attention(a, b, c, mask), (q, k, v))
-    assert torch.autograd.gradcheck(lambda a, b, c: A.scaled_dot_product_attention(a, b, c), (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: A.scaled_dot_product_attention(a, b, c, mask), (q, k, v)
+    )
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: A.scaled_dot_product_attention(a, b, c), (q, k, v)
+    )
 
 
-@pytest.mark.parametrize("shapes, words", [
-    (((2, 5, 8), (2, 7, 4), (2, 7, 4)), "last dimension d_k"),
-    (((2, 5, 8), (2, 7, 8), (2, 6, 4)), "number of positions S"),
-    (((2, 5, 8), (3, 7, 8), (3, 7, 4)), "do not broadcast"),
-    (((8,), (7, 8), (7, 4)), "at least 2 dimensions"),
-])
+@pytest.mark.parametrize(
+    "shapes, words",
+    [
+        (((2, 5, 8), (2, 7, 4), (2, 7, 4)), "last dimension d_k"),
+        (((2, 5, 8), (2, 7, 8), (2, 6, 4)), "number of positions S"),
+        (((2, 5, 8), (3, 7, 8), (3, 7, 4)), "do not broadcast"),
+        (((8,), (7, 8), (7, 4)), "at least 2 dimensions"),
+    ],
+)
 def test_bad_shapes_raise_value_error_naming_shapes(shapes, words):
     q, k, v = (torch.zeros(s) for s in shapes)
     with pytest.raises(ValueError, match=words) as info:
@@ -124,9 +150,15 @@ def test_checkers_accept_right_reject_wrong_and_skip_unsolved(capsys):
 
 
 @settings(max_examples=60, deadline=None)
-@given(batch=st.lists(st.integers(1, 3), min_size=0, max_size=2), L=st.integers(1, 6), S=st.integers(1, 6),
-       d_k=st.integers(1, 8), d_v=st.integers(1, 8), kind=st.sampled_from(["none", "bool", "additive", "causal"]),
-       seed=st.integers(0, 10_000))
+@given(
+    batch=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    L=st.integers(1, 6),
+    S=st.integers(1, 6),
+    d_k=st.integers(1, 8),
+    d_v=st.integers(1, 8),
+    kind=st.sampled_from(["none", "bool", "additive", "causal"]),
+    seed=st.integers(0, 10_000),
+)
 def test_property_matches_torch(batch, L, S, d_k, d_v, kind, seed):
     q, k, v = _qkv(tuple(batch), L, S, d_k, d_v, seed=seed)
     g = torch.Generator().manual_seed(seed)

@@ -1,4 +1,5 @@
 """The from-scratch BERT against transformers.BertModel and sentence-transformers, same weights."""
+
 import copy
 import csv
 import json
@@ -57,8 +58,10 @@ def batch(tok):
 @pytest.fixture(scope="module")
 def outputs(ours, hf, batch):
     with torch.no_grad():
-        return (ours(**batch, output_hidden_states=True, output_attentions=True),
-                hf(**batch, output_hidden_states=True, output_attentions=True))
+        return (
+            ours(**batch, output_hidden_states=True, output_attentions=True),
+            hf(**batch, output_hidden_states=True, output_attentions=True),
+        )
 
 
 def test_config_is_read_from_config_json(folder):
@@ -69,7 +72,11 @@ def test_config_is_read_from_config_json(folder):
 
 
 def test_parameter_count_equals_hugging_face(ours, hf):
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters()) == 22_713_216
+    assert (
+        sum(p.numel() for p in ours.parameters())
+        == sum(p.numel() for p in hf.parameters())
+        == 22_713_216
+    )
 
 
 def test_self_attention_is_course_lib_multihead(ours):
@@ -91,12 +98,12 @@ def test_every_layer_matches_hugging_face_on_a_padded_batch(outputs, batch):
     assert len(o.attentions) == len(h.attentions) == 6
     for i, (a, b) in enumerate(zip(o.hidden_states, h.hidden_states)):
         assert a.shape == b.shape
-        diff = (a - b)[real].abs().max().item()          # every real token of every layer
+        diff = (a - b)[real].abs().max().item()  # every real token of every layer
         assert diff <= ATOL, f"hidden state {i}: max abs diff {diff:.2e}"
     for i, (a, b) in enumerate(zip(o.attentions, h.attentions)):
         n, length = batch["input_ids"].shape
         assert a.shape == b.shape == (n, 12, length, length)
-        diff = (a - b).abs().max().item()                 # all positions, padding included
+        diff = (a - b).abs().max().item()  # all positions, padding included
         assert diff <= ATOL, f"attention weights of layer {i}: max abs diff {diff:.2e}"
     assert (o.pooler_output - h.pooler_output).abs().max().item() <= ATOL
     assert torch.equal(o.last_hidden_state, o.hidden_states[-1])
@@ -118,9 +125,15 @@ def test_padding_positions_are_equal_too_in_float64(ours, hf, batch):
 def test_mean_pooled_embeddings_equal_sentence_transformers(ours, tok, folder):
     from sentence_transformers import SentenceTransformer
 
-    texts = ["A man is eating food.", "A man is eating a piece of bread.", "The new movie is awesome",
-             "héllo wörld 😀 我爱", "", "@united thanks for nothing... #fail " * 20]
-    st = SentenceTransformer(str(folder), device="cpu")   # loads offline from the packaged folder
+    texts = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The new movie is awesome",
+        "héllo wörld 😀 我爱",
+        "",
+        "@united thanks for nothing... #fail " * 20,
+    ]
+    st = SentenceTransformer(str(folder), device="cpu")  # loads offline from the packaged folder
     assert [type(m).__name__ for m in st] == ["Transformer", "Pooling", "Normalize"]
     expected = st.encode(texts, convert_to_tensor=True, batch_size=4)
     got = B.sentence_embeddings(ours, tok, texts, batch_size=4)
@@ -165,8 +178,15 @@ def test_loading_fails_loudly_naming_missing_unexpected_and_misshaped(folder, ou
 
 
 def _tiny_config(**changes):
-    base = dict(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=32, max_position_embeddings=20, type_vocab_size=2)
+    base = dict(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_position_embeddings=20,
+        type_vocab_size=2,
+    )
     return {**base, **changes}
 
 
@@ -179,15 +199,23 @@ def test_random_tiny_bert_round_trip_through_safetensors(tmp_path, act):
     raw = _tiny_config(hidden_act=act)
     theirs = BertModel(BertConfig(**raw, attn_implementation="eager")).eval()
     (tmp_path / "config.json").write_text(json.dumps({**raw, "model_type": "bert"}))
-    save_file({k: v.contiguous() for k, v in theirs.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in theirs.state_dict().items()},
+        str(tmp_path / "model.safetensors"),
+    )
     mine = B.BertModel.from_pretrained(tmp_path)
     ids = torch.randint(0, 50, (3, 9))
     mask = torch.tensor([[1] * 9, [1] * 5 + [0] * 4, [1] * 2 + [0] * 7])
     types = torch.randint(0, 2, (3, 9))
     with torch.no_grad():
         a = mine(ids, mask, types, output_hidden_states=True, output_attentions=True)
-        b = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True,
-                   output_attentions=True)
+        b = theirs(
+            input_ids=ids,
+            attention_mask=mask,
+            token_type_ids=types,
+            output_hidden_states=True,
+            output_attentions=True,
+        )
     for x, y in zip(a.hidden_states + a.attentions, b.hidden_states + b.attentions):
         assert (x - y).abs().max().item() <= ATOL
 
@@ -237,7 +265,7 @@ def test_attention_maps_and_explorer(ours, tok):
     text_box, sliders, _ = widget.children
     layer, head = sliders.children
     assert (layer.max, head.max, layer.value) == (5, 11, 5)
-    text_box.value, head.value = "a different text", 3          # redraws without error
+    text_box.value, head.value = "a different text", 3  # redraws without error
 
 
 def test_checkers_report_correct_wrong_and_unsolved(capsys):
@@ -245,7 +273,7 @@ def test_checkers_report_correct_wrong_and_unsolved(capsys):
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1)
 
-    def plain_mean(hidden, mask):          # the classic mistake: padding counted
+    def plain_mean(hidden, mask):  # the classic mistake: padding counted
         return hidden.mean(1)
 
     def unsolved(*args):
@@ -258,6 +286,9 @@ def test_checkers_report_correct_wrong_and_unsolved(capsys):
     assert B.check_mean_pooling(unsolved) is B.mean_pooling
     assert "[skipped]" in capsys.readouterr().out
 
-    assert B.check_attention_mask(lambda m: m.bool()[:, None, None, :]) is not B.attention_mask_from_padding
+    assert (
+        B.check_attention_mask(lambda m: m.bool()[:, None, None, :])
+        is not B.attention_mask_from_padding
+    )
     assert B.check_attention_mask(lambda m: m.bool()) is B.attention_mask_from_padding
     assert "[not yet]" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """course_lib.data: decoding, cleaning steps, the recorded split and its checks."""
+
 import json
 from collections import Counter
 
@@ -17,7 +18,11 @@ def test_labels_contract():
 def test_raw_corpus_is_read_whole():
     raw = data.read_raw_corpus()
     assert len(raw) == 38158
-    assert Counter(r.sentiment for r in raw) == {"negative": 16186, "neutral": 15018, "positive": 6954}
+    assert Counter(r.sentiment for r in raw) == {
+        "negative": 16186,
+        "neutral": 15018,
+        "positive": 6954,
+    }
     assert sum(r.confidence is None for r in raw) == 5460
 
 
@@ -28,17 +33,20 @@ def test_file_is_not_utf8_so_we_read_latin1():
     assert raw_bytes.decode("latin-1").encode("latin-1") == raw_bytes  # lossless
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("I donÕ¢_\x8aÎ_\x86¢t want either", "I don't want either"),
-    ("Itäó»s a sad day", "It's a sad day"),
-    ("Õ¢_\x8aÎ\x81Ð@Techmeme: FBI warns", '"@user: FBI warns'),
-    ("crazed &amp; drunk", "crazed & drunk"),
-    ("see http://t.co/abc123 and https://x.org/a?b=1 now", "see http and http now"),
-    ("@united thanks!! cc @Delta_Air", "@user thanks!! cc @user"),
-    ("mail me at a@b.com", "mail me at a@b.com"),
-    ("great show _ôÖ\x8d_ôÖ_ #coachella", "great show #coachella"),
-    ("two\r\nlines   and  spaces ", "two lines and spaces"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("I donÕ¢_\x8aÎ_\x86¢t want either", "I don't want either"),
+        ("Itäó»s a sad day", "It's a sad day"),
+        ("Õ¢_\x8aÎ\x81Ð@Techmeme: FBI warns", '"@user: FBI warns'),
+        ("crazed &amp; drunk", "crazed & drunk"),
+        ("see http://t.co/abc123 and https://x.org/a?b=1 now", "see http and http now"),
+        ("@united thanks!! cc @Delta_Air", "@user thanks!! cc @user"),
+        ("mail me at a@b.com", "mail me at a@b.com"),
+        ("great show _ôÖ\x8d_ôÖ_ #coachella", "great show #coachella"),
+        ("two\r\nlines   and  spaces ", "two lines and spaces"),
+    ],
+)
 def test_clean_text_examples(raw, expected):
     assert data.clean_text(raw) == expected
 
@@ -47,9 +55,9 @@ def test_clean_text_examples(raw, expected):
 @given(st.text(max_size=80))
 def test_clean_text_properties(text):
     cleaned = data.clean_text(text)
-    assert cleaned.isascii()                       # nothing unreadable survives
+    assert cleaned.isascii()  # nothing unreadable survives
     assert cleaned == cleaned.strip() and "  " not in cleaned
-    assert data.clean_text(cleaned) == cleaned     # idempotent
+    assert data.clean_text(cleaned) == cleaned  # idempotent
 
 
 def test_measure_ftfy_counts():
@@ -60,14 +68,16 @@ def test_measure_ftfy_counts():
 
 
 def test_build_corpus_filters_dedups_and_drops_conflicts():
-    raw = [data.RawTweet(0, "positive", 0.9, "Love it http://t.co/a"),
-           data.RawTweet(1, "positive", 1.0, "love it http://t.co/b"),   # duplicate after cleaning
-           data.RawTweet(2, "negative", 0.5, "meh"),                    # low confidence
-           data.RawTweet(3, "neutral", None, "what"),                   # missing confidence
-           data.RawTweet(4, "negative", 0.8, "same text"),
-           data.RawTweet(5, "positive", 0.8, "Same text"),              # conflicting labels
-           data.RawTweet(6, "neutral", 0.6, "_ôÖ\x8d"),                 # empty after cleaning
-           data.RawTweet(7, "neutral", 0.6, "ok then")]
+    raw = [
+        data.RawTweet(0, "positive", 0.9, "Love it http://t.co/a"),
+        data.RawTweet(1, "positive", 1.0, "love it http://t.co/b"),  # duplicate after cleaning
+        data.RawTweet(2, "negative", 0.5, "meh"),  # low confidence
+        data.RawTweet(3, "neutral", None, "what"),  # missing confidence
+        data.RawTweet(4, "negative", 0.8, "same text"),
+        data.RawTweet(5, "positive", 0.8, "Same text"),  # conflicting labels
+        data.RawTweet(6, "neutral", 0.6, "_ôÖ\x8d"),  # empty after cleaning
+        data.RawTweet(7, "neutral", 0.6, "ok then"),
+    ]
     tweets, stats = data.build_corpus(raw)
     assert [(t.row, t.text, t.label) for t in tweets] == [(0, "Love it http", 2), (7, "ok then", 1)]
     assert stats["duplicate_rows_dropped"] == 2 and stats["conflicting_label_groups_dropped"] == 1
@@ -90,7 +100,9 @@ def test_recorded_split_sizes_disjoint_and_stratified():
         texts, labels = data.load_split(name)
         assert len(texts) == len(labels) == 2000
         share = Counter(labels)[2] / 2000
-        pool_share = record["corpus_stats"]["label_counts"]["positive"] / record["corpus_stats"]["tweets"]
+        pool_share = (
+            record["corpus_stats"]["label_counts"]["positive"] / record["corpus_stats"]["tweets"]
+        )
         assert abs(share - pool_share) < 0.01
 
 

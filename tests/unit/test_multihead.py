@@ -1,6 +1,7 @@
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -28,6 +29,7 @@ def _close(a, b, atol=ATOL):
 
 # ---------------------------------------------------------------- split / merge
 
+
 def test_split_heads_shape_and_content():
     x = torch.arange(2 * 3 * 8.0).reshape(2, 3, 8)
     h = split_heads(x, 4)
@@ -50,15 +52,18 @@ def test_split_merge_roundtrip_property(B, L, H, d):
     h = split_heads(x, H)
     assert h.shape == (B, H, L, d)
     for i in range(H):  # head i is exactly the i-th slice of the features
-        assert torch.equal(h[:, i], x[..., i * d:(i + 1) * d])
+        assert torch.equal(h[:, i], x[..., i * d : (i + 1) * d])
     assert torch.equal(merge_heads(h), x)
 
 
-@pytest.mark.parametrize("x, n, words", [
-    (torch.zeros(2, 3), 1, "(2, 3)"),
-    (torch.zeros(2, 3, 10), 4, "(2, 3, 10)"),
-    (torch.zeros(1, 2, 3, 4), 2, "(1, 2, 3, 4)"),
-])
+@pytest.mark.parametrize(
+    "x, n, words",
+    [
+        (torch.zeros(2, 3), 1, "(2, 3)"),
+        (torch.zeros(2, 3, 10), 4, "(2, 3, 10)"),
+        (torch.zeros(1, 2, 3, 4), 2, "(1, 2, 3, 4)"),
+    ],
+)
 def test_split_heads_bad_shapes_name_the_shape(x, n, words):
     with pytest.raises(ValueError, match=r"\(B, L, D\)") as err:
         split_heads(x, n)
@@ -77,6 +82,7 @@ def test_merge_heads_bad_shape_names_the_shape():
 
 # ---------------------------------------------------------------- equality with torch.nn.MultiheadAttention
 
+
 def test_self_attention_equals_torch_with_per_head_weights():
     ref, ours = _pair()
     x = torch.randn(3, 6, 16)
@@ -91,16 +97,23 @@ def test_cross_attention_with_key_padding_and_bool_attn_mask_equals_torch():
     ref, ours = _pair(seed=1)
     q, kv = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
     v = torch.randn(3, 7, 16)
-    kpm_torch = A.padding_mask([7, 4, 2], 7)[:, 0] == 0          # torch: True = ignore (pad)
+    kpm_torch = A.padding_mask([7, 4, 2], 7)[:, 0] == 0  # torch: True = ignore (pad)
     am_torch = torch.rand(5, 7, generator=torch.Generator().manual_seed(0)) < 0.4
-    am_torch[:, 0] = False                                        # every query keeps key 0
-    expected, expected_w = ref(q, kv, v, key_padding_mask=kpm_torch, attn_mask=am_torch,
-                               need_weights=True, average_attn_weights=False)
+    am_torch[:, 0] = False  # every query keeps key 0
+    expected, expected_w = ref(
+        q,
+        kv,
+        v,
+        key_padding_mask=kpm_torch,
+        attn_mask=am_torch,
+        need_weights=True,
+        average_attn_weights=False,
+    )
     kpm, am = masks_from_torch(kpm_torch, am_torch)
     out, w = ours(q, kv, v, key_padding_mask=kpm, attn_mask=am, need_weights=True)
     _close(out, expected)
     _close(w, expected_w)
-    assert (w[1, :, :, 4:] == 0).all() and (w[2, :, :, 2:] == 0).all()   # padded keys get no weight
+    assert (w[1, :, :, 4:] == 0).all() and (w[2, :, :, 2:] == 0).all()  # padded keys get no weight
 
 
 def test_float_masks_and_per_head_3d_attn_mask_equal_torch():
@@ -108,17 +121,22 @@ def test_float_masks_and_per_head_3d_attn_mask_equal_torch():
     B, H, L = 2, 4, 5
     x = torch.randn(B, L, 16)
     g = torch.Generator().manual_seed(1)
-    am = torch.randn(B * H, L, L, generator=g)                   # (B*H, L, S) additive, torch layout
+    am = torch.randn(B * H, L, L, generator=g)  # (B*H, L, S) additive, torch layout
     kpm = torch.zeros(B, L)
-    kpm[1, 3:] = float("-inf")                                    # additive key padding mask
-    expected, expected_w = ref(x, x, x, key_padding_mask=kpm, attn_mask=am, need_weights=True,
-                               average_attn_weights=False)
-    out, w = ours(x, key_padding_mask=kpm, attn_mask=am, need_weights=True)   # floats need no conversion
+    kpm[1, 3:] = float("-inf")  # additive key padding mask
+    expected, expected_w = ref(
+        x, x, x, key_padding_mask=kpm, attn_mask=am, need_weights=True, average_attn_weights=False
+    )
+    out, w = ours(
+        x, key_padding_mask=kpm, attn_mask=am, need_weights=True
+    )  # floats need no conversion
     _close(out, expected)
     _close(w, expected_w)
 
 
-@pytest.mark.filterwarnings("ignore:Support for mismatched")  # torch deprecates mixing types; we support it
+@pytest.mark.filterwarnings(
+    "ignore:Support for mismatched"
+)  # torch deprecates mixing types; we support it
 def test_bool_key_padding_with_float_attn_mask_mixes():
     ref, ours = _pair(seed=3)
     x = torch.randn(2, 6, 16)
@@ -134,9 +152,16 @@ def test_causal_and_no_bias_equal_torch():
     ref, ours = _pair(bias=False, seed=4)
     assert ours.q_proj.bias is None
     x = torch.randn(2, 6, 16)
-    torch_causal = nn.Transformer.generate_square_subsequent_mask(6)   # float, -inf above diagonal
-    expected, expected_w = ref(x, x, x, attn_mask=torch_causal, is_causal=True, need_weights=True,
-                               average_attn_weights=False)
+    torch_causal = nn.Transformer.generate_square_subsequent_mask(6)  # float, -inf above diagonal
+    expected, expected_w = ref(
+        x,
+        x,
+        x,
+        attn_mask=torch_causal,
+        is_causal=True,
+        need_weights=True,
+        average_attn_weights=False,
+    )
     out, w = ours(x, is_causal=True, need_weights=True)
     _close(out, expected)
     _close(w, expected_w)
@@ -147,23 +172,31 @@ def test_causal_and_no_bias_equal_torch():
 def test_averaged_weights_are_the_mean_over_heads():
     ref, ours = _pair(seed=5)
     x = torch.randn(2, 4, 16)
-    _, avg = ref(x, x, x, need_weights=True)          # torch's default averages heads
+    _, avg = ref(x, x, x, need_weights=True)  # torch's default averages heads
     _, w = ours(x, need_weights=True)
     _close(w.mean(1), avg)
 
 
 @settings(max_examples=25, deadline=None)
-@given(B=st.integers(1, 3), L=st.integers(1, 6), S=st.integers(1, 6), H=st.sampled_from([1, 2, 4]),
-       d_head=st.integers(1, 4), bias=st.booleans(), seed=st.integers(0, 1000))
+@given(
+    B=st.integers(1, 3),
+    L=st.integers(1, 6),
+    S=st.integers(1, 6),
+    H=st.sampled_from([1, 2, 4]),
+    d_head=st.integers(1, 4),
+    bias=st.booleans(),
+    seed=st.integers(0, 1000),
+)
 def test_equals_torch_property(B, L, S, H, d_head, bias, seed):
     D = H * d_head
     ref, ours = _pair(D, H, bias=bias, seed=seed)
     g = torch.Generator().manual_seed(seed)
     q, kv = torch.randn(B, L, D, generator=g), torch.randn(B, S, D, generator=g)
-    lengths = torch.randint(1, S + 1, (B,), generator=g)            # at least one real key each
+    lengths = torch.randint(1, S + 1, (B,), generator=g)  # at least one real key each
     kpm_torch = ~A.padding_mask(lengths, S)[:, 0]
-    expected, expected_w = ref(q, kv, kv, key_padding_mask=kpm_torch, need_weights=True,
-                               average_attn_weights=False)
+    expected, expected_w = ref(
+        q, kv, kv, key_padding_mask=kpm_torch, need_weights=True, average_attn_weights=False
+    )
     out, w = ours(q, kv, key_padding_mask=masks_from_torch(kpm_torch)[0], need_weights=True)
     _close(out, expected)
     _close(w, expected_w)
@@ -171,12 +204,13 @@ def test_equals_torch_property(B, L, S, H, d_head, bias, seed):
 
 # ---------------------------------------------------------------- mask conventions
 
+
 def test_key_padding_mask_accepts_bool_int_and_padding_mask_shape():
     _, ours = _pair(seed=6)
     x = torch.randn(2, 5, 16)
-    keep = A.padding_mask([5, 2], 5)                  # (B, 1, S) bool, True = real
+    keep = A.padding_mask([5, 2], 5)  # (B, 1, S) bool, True = real
     a, _ = ours(x, key_padding_mask=keep)
-    b, _ = ours(x, key_padding_mask=keep[:, 0])       # (B, S) bool
+    b, _ = ours(x, key_padding_mask=keep[:, 0])  # (B, S) bool
     c, _ = ours(x, key_padding_mask=keep[:, 0].long())  # HF tokenizer style 1/0
     d, _ = ours(x, key_padding_mask=A.to_additive_mask(keep[:, 0]))
     for other in (b, c, d):
@@ -217,20 +251,47 @@ def test_self_attention_is_permutation_equivariant():
     _close(out_p, out[:, perm])
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"query": torch.zeros(2, 3, 8)}, r"query has shape \(2, 3, 8\), expected \(B, seq, d_model=16\)"),
-    ({"query": torch.zeros(3, 16)}, r"query has shape \(3, 16\)"),
-    ({"query": torch.zeros(2, 3, 16), "key": torch.zeros(3, 3, 16)}, r"batch sizes differ: query \(2, 3, 16\), key \(3, 3, 16\)"),
-    ({"query": torch.zeros(2, 3, 16), "key": torch.zeros(2, 4, 16), "value": torch.zeros(2, 5, 16)},
-     r"key \(2, 4, 16\) and value \(2, 5, 16\)"),
-    ({"query": torch.zeros(2, 3, 16), "key_padding_mask": torch.ones(2, 4, dtype=torch.bool)},
-     r"key_padding_mask has shape \(2, 4\), expected \(B, S\) = \(2, 3\)"),
-    ({"query": torch.zeros(2, 3, 16), "attn_mask": torch.ones(3, 4, dtype=torch.bool)},
-     r"attn_mask has shape \(3, 4\)"),
-    ({"query": torch.zeros(2, 3, 16), "attn_mask": torch.ones(5, 3, 3, dtype=torch.bool)},
-     r"attn_mask has shape \(5, 3, 3\).*\(B\*H, L, S\) = \(8, 3, 3\)"),
-    ({"query": torch.zeros(2, 3, 16), "attn_mask": torch.ones(3, 3, dtype=torch.long)}, "boolean"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (
+            {"query": torch.zeros(2, 3, 8)},
+            r"query has shape \(2, 3, 8\), expected \(B, seq, d_model=16\)",
+        ),
+        ({"query": torch.zeros(3, 16)}, r"query has shape \(3, 16\)"),
+        (
+            {"query": torch.zeros(2, 3, 16), "key": torch.zeros(3, 3, 16)},
+            r"batch sizes differ: query \(2, 3, 16\), key \(3, 3, 16\)",
+        ),
+        (
+            {
+                "query": torch.zeros(2, 3, 16),
+                "key": torch.zeros(2, 4, 16),
+                "value": torch.zeros(2, 5, 16),
+            },
+            r"key \(2, 4, 16\) and value \(2, 5, 16\)",
+        ),
+        (
+            {
+                "query": torch.zeros(2, 3, 16),
+                "key_padding_mask": torch.ones(2, 4, dtype=torch.bool),
+            },
+            r"key_padding_mask has shape \(2, 4\), expected \(B, S\) = \(2, 3\)",
+        ),
+        (
+            {"query": torch.zeros(2, 3, 16), "attn_mask": torch.ones(3, 4, dtype=torch.bool)},
+            r"attn_mask has shape \(3, 4\)",
+        ),
+        (
+            {"query": torch.zeros(2, 3, 16), "attn_mask": torch.ones(5, 3, 3, dtype=torch.bool)},
+            r"attn_mask has shape \(5, 3, 3\).*\(B\*H, L, S\) = \(8, 3, 3\)",
+        ),
+        (
+            {"query": torch.zeros(2, 3, 16), "attn_mask": torch.ones(3, 3, dtype=torch.long)},
+            "boolean",
+        ),
+    ],
+)
 def test_bad_inputs_raise_value_errors_naming_shapes(kwargs, words):
     _, ours = _pair()
     with pytest.raises(ValueError, match=words):
@@ -270,10 +331,12 @@ def test_dropout_only_in_training_and_gradients_flow():
 
 # ---------------------------------------------------------------- equality with Hugging Face BERT (MiniLM)
 
+
 @pytest.fixture(scope="module")
 def minilm():
     transformers = pytest.importorskip("transformers")
     from course_lib.models import ModelNotAvailable, packaged_model_dir
+
     try:
         folder = packaged_model_dir()
     except ModelNotAvailable as exc:
@@ -285,12 +348,19 @@ def minilm():
 
 def test_equals_hugging_face_bert_layer0_attention(minilm):
     model, tokenizer = minilm
-    batch = tokenizer(["Attention is all you need.",
-                       "A longer second sentence, so that the first one is padded."],
-                      padding=True, return_tensors="pt")
+    batch = tokenizer(
+        [
+            "Attention is all you need.",
+            "A longer second sentence, so that the first one is padded.",
+        ],
+        padding=True,
+        return_tensors="pt",
+    )
     layer = model.encoder.layer[0]
     captured = {}
-    hook = layer.attention.output.dense.register_forward_hook(lambda mod, i, o: captured.setdefault("out", o))
+    hook = layer.attention.output.dense.register_forward_hook(
+        lambda mod, i, o: captured.setdefault("out", o)
+    )
     try:
         with torch.no_grad():
             hf = model(**batch, output_hidden_states=True, output_attentions=True)
@@ -299,8 +369,10 @@ def test_equals_hugging_face_bert_layer0_attention(minilm):
     ours = MultiHeadAttention.from_hf_bert_layer(layer).eval()
     assert (ours.d_model, ours.n_heads) == (384, 12)
     with torch.no_grad():
-        out, w = ours(hf.hidden_states[0], key_padding_mask=batch["attention_mask"], need_weights=True)
-    assert (batch["attention_mask"] == 0).any()           # the test really has padding
+        out, w = ours(
+            hf.hidden_states[0], key_padding_mask=batch["attention_mask"], need_weights=True
+        )
+    assert (batch["attention_mask"] == 0).any()  # the test really has padding
     _close(out, captured["out"])
     _close(w, hf.attentions[0])
     # the same from the BertAttention module, and via copy into an existing module
@@ -315,6 +387,7 @@ def test_from_hf_bert_layer_rejects_other_modules():
 
 
 # ---------------------------------------------------------------- size and cost
+
 
 @pytest.mark.parametrize("d, h, bias", [(16, 4, True), (384, 12, True), (32, 1, False)])
 def test_parameter_count_matches_modules(d, h, bias):
@@ -336,8 +409,8 @@ def test_attention_cost_flops_match_torch_flop_counter(B, L, D, H):
 @given(L=st.integers(1, 512), D=st.sampled_from([8, 64, 384]), H=st.sampled_from([1, 2, 8]))
 def test_attention_cost_scaling_property(L, D, H):
     a, b = M.attention_cost(L, D, H), M.attention_cost(2 * L, D, H)
-    assert b["score_flops"] == 4 * a["score_flops"]              # quadratic in length
-    assert b["projection_flops"] == 2 * a["projection_flops"]    # linear in length
+    assert b["score_flops"] == 4 * a["score_flops"]  # quadratic in length
+    assert b["projection_flops"] == 2 * a["projection_flops"]  # linear in length
     assert b["attention_weights_bytes"] == 4 * a["attention_weights_bytes"]
     assert a["parameter_bytes"] == 4 * M.parameter_count(D, H)
 
@@ -349,16 +422,20 @@ def test_attention_cost_rejects_nonpositive():
 
 # ---------------------------------------------------------------- exercise checkers
 
+
 def _wrong_split(x, n_heads):
     B, L, D = x.shape
-    return x.reshape(B, n_heads, L, D // n_heads)       # the classic mistake: no transpose
+    return x.reshape(B, n_heads, L, D // n_heads)  # the classic mistake: no transpose
 
 
-@pytest.mark.parametrize("checker, good, bad", [
-    (M.check_split_heads, split_heads, _wrong_split),
-    (M.check_merge_heads, merge_heads, lambda x: x.reshape(x.shape[0], x.shape[2], -1)),
-    (M.check_parameter_count, M.parameter_count, lambda d, h, bias=True: 4 * d * d // h),
-])
+@pytest.mark.parametrize(
+    "checker, good, bad",
+    [
+        (M.check_split_heads, split_heads, _wrong_split),
+        (M.check_merge_heads, merge_heads, lambda x: x.reshape(x.shape[0], x.shape[2], -1)),
+        (M.check_parameter_count, M.parameter_count, lambda d, h, bias=True: 4 * d * d // h),
+    ],
+)
 def test_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, good, bad, capsys):
     assert checker(good) is good
     assert "[correct]" in capsys.readouterr().out
@@ -368,5 +445,6 @@ def test_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, good, bad
 
     def unsolved(*args, **kwargs):
         raise NotImplementedError
+
     assert checker(unsolved) is not unsolved
     assert "[skipped]" in capsys.readouterr().out

@@ -1,16 +1,21 @@
 """Static checks of the committed notebooks: the conventions nbval cannot see."""
+
 import json
 from pathlib import Path
 
 import pytest
 
-from course_lib.course import LESSONS
+from course_lib.tooling.coursemap import LESSONS
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
 
 def _code_cells(path):
-    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    return [
+        c
+        for c in json.loads(path.read_text())["cells"]
+        if c["cell_type"] == "code" and "".join(c["source"]).strip()
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -23,8 +28,15 @@ def test_committed_executed_top_to_bottom_without_errors(path):
     cells = _code_cells(path)
     counts = [c.get("execution_count") for c in cells]
     assert all(counts), f"{path.name}: some code cells were never executed"
-    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: not one fresh top-to-bottom run: {counts}"
-    errors = [i for i, c in enumerate(cells) for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name}: not one fresh top-to-bottom run: {counts}"
+    )
+    errors = [
+        i
+        for i, c in enumerate(cells)
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors, f"{path.name}: error outputs stored in code cells {errors}"
 
 
@@ -36,8 +48,10 @@ def test_notebook_is_on_the_course_map(path):
 def test_readme_course_map_matches_measured_times():
     """The README's map is pasted from ``python -m course_lib map``; it must not drift from timings.json."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    from course_lib.course import course_map_markdown
+    from course_lib.tooling.coursemap import course_map_markdown
 
     expected = course_map_markdown(link_prefix="notebooks/")
-    assert expected in readme, ("README.md's course map differs from notebooks/timings.json; paste the output "
-                                "of `python -m course_lib map` into it:\n" + expected)
+    assert expected in readme, (
+        "README.md's course map differs from notebooks/timings.json; paste the output "
+        "of `python -m course_lib map` into it:\n" + expected
+    )

@@ -1,5 +1,6 @@
 """The offline guard: it must trip on an outside address, in this process, in subprocesses and
 in notebook kernels, and must let loopback through."""
+
 import os
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from course_lib import offline
+from course_lib.tooling import offline
 
 OUTSIDE = ("203.0.113.7", 80)  # TEST-NET-3: reserved for documentation, never routed
 
@@ -51,9 +52,18 @@ def test_guard_lets_loopback_through():
             conn.close()
 
 
-@pytest.mark.parametrize("host, expected", [("127.0.0.1", True), ("127.8.9.1", True), ("::1", True),
-                                            ("localhost", True), ("10.0.0.1", False), ("8.8.8.8", False),
-                                            ("example.com", False)])
+@pytest.mark.parametrize(
+    "host, expected",
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("10.0.0.1", False),
+        ("8.8.8.8", False),
+        ("example.com", False),
+    ],
+)
 def test_is_loopback(host, expected):
     assert offline.is_loopback(host) is expected
 
@@ -66,22 +76,31 @@ def test_guard_trips_in_a_subprocess_that_imports_course_lib(private_log):
         except Exception as exc:
             print(type(exc).__name__, exc)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
     assert "offline guard" in out.stdout + out.stderr
     assert "203.0.113.7" in private_log.read_text()
 
 
 def test_guard_trips_inside_a_notebook_kernel(private_log):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent("""
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            textwrap.dedent("""
         import course_lib, socket
         device = course_lib.setup(verbose=False)
         try:
             socket.create_connection(("203.0.113.7", 80), timeout=2)
         except Exception as exc:
             print(type(exc).__name__)
-    """))]
+    """)
+        )
+    ]
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     assert "OfflineViolation" in nb.cells[0].outputs[0]["text"]
     assert "203.0.113.7" in private_log.read_text()

@@ -1,15 +1,23 @@
 """course_lib.optimize on a tiny random BERT classifier (built in a second, exported once per session)."""
+
 import os
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from course_lib import optimize as O
 
-TEXTS = ["what a great flight", "they lost my bag again!!", "ok", "the crew was friendly but the seat broke",
-         "@united delayed 3 hours #fail", "fine."]
+TEXTS = [
+    "what a great flight",
+    "they lost my bag again!!",
+    "ok",
+    "the crew was friendly but the seat broke",
+    "@united delayed 3 hours #fail",
+    "fine.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +44,9 @@ def reference(tiny):
 
 def hf_logits(reference, texts):
     model, tokenizer = reference
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=O.MAX_LENGTH, return_tensors="pt")
+    enc = tokenizer(
+        texts, padding=True, truncation=True, max_length=O.MAX_LENGTH, return_tensors="pt"
+    )
     with torch.no_grad():
         return model(**enc).logits.numpy()
 
@@ -93,9 +103,13 @@ def onnx_fp32_variant(onnx_paths, reference):
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.lists(st.text(alphabet="abcdefgh xyz!?@#é", min_size=1, max_size=60), min_size=1, max_size=5))
+@given(
+    st.lists(st.text(alphabet="abcdefgh xyz!?@#é", min_size=1, max_size=60), min_size=1, max_size=5)
+)
 def test_onnx_fp32_matches_eager_for_any_batch_and_length(onnx_fp32_variant, reference, texts):
-    np.testing.assert_allclose(onnx_fp32_variant.logits(texts), hf_logits(reference, texts), atol=1e-4)
+    np.testing.assert_allclose(
+        onnx_fp32_variant.logits(texts), hf_logits(reference, texts), atol=1e-4
+    )
 
 
 def test_onnx_int8_is_smaller_and_close(onnx_paths, reference):
@@ -120,8 +134,13 @@ def test_onnx_variant_rejects_wrong_inputs(tmp_path, reference):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])
     path = tmp_path / "wrong.onnx"
-    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "g", [x], [y]),
-                                opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(
+        helper.make_model(
+            helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "g", [x], [y]),
+            opset_imports=[helper.make_opsetid("", 17)],
+        ),
+        str(path),
+    )
     with pytest.raises(ValueError, match="expected"):
         O.onnx_variant("wrong", path, reference[1])
 
@@ -148,14 +167,22 @@ def test_magnitude_prune_hits_the_sparsity_and_keeps_the_largest(reference, spar
     assert abs(O.weight_sparsity(pruned) - sparsity) <= 1.0 / total + 1e-9
     kept = torch.cat([m.weight[m.weight != 0].abs() for m, _ in O.prunable_weights(pruned)])
     orig = torch.cat([o.weight.flatten().abs() for o, _ in O.prunable_weights(model)])
-    zeroed = torch.cat([(o.weight[p.weight == 0]).abs()
-                        for (o, _), (p, _) in zip(O.prunable_weights(model), O.prunable_weights(pruned))])
+    zeroed = torch.cat(
+        [
+            (o.weight[p.weight == 0]).abs()
+            for (o, _), (p, _) in zip(O.prunable_weights(model), O.prunable_weights(pruned))
+        ]
+    )
     if len(zeroed) and len(kept):
-        assert zeroed.max() <= kept.min() + 1e-12, "magnitude pruning must remove the smallest |w| first"
+        assert zeroed.max() <= kept.min() + 1e-12, (
+            "magnitude pruning must remove the smallest |w| first"
+        )
     assert len(orig) == total
     for n, p in model.named_parameters():  # the original is untouched
         assert torch.equal(p, before[n]), n
-    assert not any(name.endswith("_mask") or name.endswith("_orig") for name, _ in pruned.named_parameters())
+    assert not any(
+        name.endswith("_mask") or name.endswith("_orig") for name, _ in pruned.named_parameters()
+    )
 
 
 def test_magnitude_prune_rejects_bad_sparsity(reference):
@@ -187,19 +214,33 @@ def test_percentile_and_its_error():
 def test_measure_one_row_per_variant(tiny, onnx_paths, reference):
     variants = [O.eager_fp32(tiny), O.onnx_variant("onnx int8", onnx_paths[1], reference[1])]
     labels = [i % 3 for i in range(len(TEXTS))]
-    rows = O.measure(variants, TEXTS, labels, latency_rounds=6, warmup=1, batch_size=4, progress=False)
+    rows = O.measure(
+        variants, TEXTS, labels, latency_rounds=6, warmup=1, batch_size=4, progress=False
+    )
     assert [r.name for r in rows] == ["pytorch fp32", "onnx int8"]
     for r, v in zip(rows, variants):
         assert len(r.latencies_ms) == 6 and 0 < r.p50_ms <= r.p95_ms
         assert r.throughput > 0 and r.size_mb == pytest.approx(v.size_bytes / 1e6)
         assert r.macro_f1 == pytest.approx(O.macro_f1(labels, v.predict(TEXTS), 3))
         assert r.accuracy == pytest.approx(np.mean(v.predict(TEXTS) == np.array(labels)))
-    unsorted = O.measure(variants, TEXTS, labels, latency_rounds=2, warmup=1, batch_size=4, sort_by_length=False,
-                         progress=False)
-    assert [r.macro_f1 for r in unsorted] == [r.macro_f1 for r in rows]  # sorting must not mix up the labels
+    unsorted = O.measure(
+        variants,
+        TEXTS,
+        labels,
+        latency_rounds=2,
+        warmup=1,
+        batch_size=4,
+        sort_by_length=False,
+        progress=False,
+    )
+    assert [r.macro_f1 for r in unsorted] == [
+        r.macro_f1 for r in rows
+    ]  # sorting must not mix up the labels
     table = O.format_table(rows)
     assert "pytorch fp32" in table and "onnx int8" in table and "1.0x" in table
-    assert O.speedup(rows, "pytorch fp32", "onnx int8") == pytest.approx(rows[0].p50_ms / rows[1].p50_ms)
+    assert O.speedup(rows, "pytorch fp32", "onnx int8") == pytest.approx(
+        rows[0].p50_ms / rows[1].p50_ms
+    )
     with pytest.raises(ValueError, match="no measurement"):
         O.speedup(rows, "pytorch fp32", "nope")
 
@@ -223,7 +264,9 @@ def test_artifacts_dir_and_fingerprint(tmp_path, monkeypatch, tiny):
     st_ = weights.stat()
     os.utime(weights, ns=(st_.st_atime_ns, st_.st_mtime_ns + 1_000_000_000))
     try:
-        assert O.weights_fingerprint(tiny) != first, "retrained weights must not reuse a stale export"
+        assert O.weights_fingerprint(tiny) != first, (
+            "retrained weights must not reuse a stale export"
+        )
     finally:
         os.utime(weights, ns=(st_.st_atime_ns, st_.st_mtime_ns))
 
@@ -232,13 +275,20 @@ def test_plot_latency_vs_f1(tiny):
     import matplotlib
 
     matplotlib.use("Agg")
-    rows = [O.Measurement("a", 90.0, 10.0, 12.0, 100.0, 0.7, 0.8), O.Measurement("b", 23.0, 2.0, 3.0, 400.0, 0.69, 0.8)]
+    rows = [
+        O.Measurement("a", 90.0, 10.0, 12.0, 100.0, 0.7, 0.8),
+        O.Measurement("b", 23.0, 2.0, 3.0, 400.0, 0.69, 0.8),
+    ]
     ax = O.plot_latency_vs_f1(rows)
     assert ax.get_xscale() == "log" and len(ax.collections) == 2
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.floats(min_value=-10, max_value=10, allow_nan=False, width=32), min_size=1, max_size=50))
+@given(
+    st.lists(
+        st.floats(min_value=-10, max_value=10, allow_nan=False, width=32), min_size=1, max_size=50
+    )
+)
 def test_fake_quantize_int8_error_is_at_most_half_a_step(values):
     w = torch.tensor(values)
     scale = O.int8_scale(w)

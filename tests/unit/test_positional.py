@@ -2,7 +2,8 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from course_lib import positional as P
@@ -14,6 +15,7 @@ def _close(a, b, atol=1e-5):
 
 
 # ---------------------------------------------------------------- sinusoidal
+
 
 def test_sinusoidal_matches_the_formula_entry_by_entry():
     n, d = 12, 10
@@ -37,7 +39,11 @@ def test_sinusoidal_first_row_and_range():
     pe = P.sinusoidal_encoding(200, 16)
     assert torch.equal(pe[0, 0::2], torch.zeros(8)) and torch.equal(pe[0, 1::2], torch.ones(8))
     assert pe.abs().max() <= 1.0
-    _close(P.sinusoidal_frequencies(16), 10000.0 ** (-torch.arange(0, 16, 2, dtype=torch.float64) / 16), atol=1e-15)
+    _close(
+        P.sinusoidal_frequencies(16),
+        10000.0 ** (-torch.arange(0, 16, 2, dtype=torch.float64) / 16),
+        atol=1e-15,
+    )
 
 
 @pytest.mark.parametrize("args", [(4, 7), (4, 0), (0, 8), (3.0, 8)])
@@ -53,7 +59,7 @@ def test_shift_is_one_fixed_rotation_property(pos, k, half):
     pe = P.sinusoidal_encoding(pos + k + 1, d, dtype=torch.float64)
     m = P.shift_rotation_matrix(k, d, dtype=torch.float64)
     _close(m @ pe[pos], pe[pos + k], atol=1e-9)
-    _close(m @ m.T, torch.eye(d, dtype=torch.float64), atol=1e-12)   # a rotation: orthogonal
+    _close(m @ m.T, torch.eye(d, dtype=torch.float64), atol=1e-12)  # a rotation: orthogonal
 
 
 def test_shift_matrix_applies_to_the_whole_table_in_float32():
@@ -96,6 +102,7 @@ def test_sinusoidal_module_adds_the_table_with_offset():
 
 # ---------------------------------------------------------------- learned
 
+
 def test_learned_embedding_adds_rows_and_trains():
     torch.manual_seed(0)
     m = P.LearnedPositionalEmbedding(10, 4)
@@ -107,12 +114,15 @@ def test_learned_embedding_adds_rows_and_trains():
     assert m.weight.grad[:6].abs().sum() > 0 and m.weight.grad[6:].abs().sum() == 0
 
 
-@pytest.mark.parametrize("x, ids, words", [
-    (torch.zeros(1, 11, 4), None, r"L=11 positions, more than max_positions=10"),
-    (torch.zeros(1, 3, 4), torch.tensor([0, 1]), r"position_ids has shape \(2,\), expected"),
-    (torch.zeros(1, 3, 4), torch.tensor([8, 9, 10]), r"must lie in \[0, 9\]"),
-    (torch.zeros(1, 3, 5), None, r"\(B, L, d_model=4\), got \(1, 3, 5\)"),
-])
+@pytest.mark.parametrize(
+    "x, ids, words",
+    [
+        (torch.zeros(1, 11, 4), None, r"L=11 positions, more than max_positions=10"),
+        (torch.zeros(1, 3, 4), torch.tensor([0, 1]), r"position_ids has shape \(2,\), expected"),
+        (torch.zeros(1, 3, 4), torch.tensor([8, 9, 10]), r"must lie in \[0, 9\]"),
+        (torch.zeros(1, 3, 5), None, r"\(B, L, d_model=4\), got \(1, 3, 5\)"),
+    ],
+)
 def test_learned_embedding_bad_inputs(x, ids, words):
     with pytest.raises(ValueError, match=words):
         P.LearnedPositionalEmbedding(10, 4)(x, ids)
@@ -121,6 +131,7 @@ def test_learned_embedding_bad_inputs(x, ids, words):
 def test_learned_embedding_from_minilm_equals_hf_table():
     transformers = pytest.importorskip("transformers")
     from course_lib.models import ModelNotAvailable, packaged_model_dir
+
     try:
         folder = packaged_model_dir()
     except ModelNotAvailable as exc:
@@ -135,6 +146,7 @@ def test_learned_embedding_from_minilm_equals_hf_table():
 
 # ---------------------------------------------------------------- helpers
 
+
 def test_block_rotation_matrix_rotates_each_pair():
     m = P.block_rotation_matrix(torch.tensor([math.pi / 2, math.pi]))
     _close(m @ torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.tensor([0.0, 1.0, -1.0, 0.0]), atol=1e-6)
@@ -146,7 +158,9 @@ def test_cosine_similarity_matrix():
     x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
     s = P.cosine_similarity_matrix(x)
     _close(s.diagonal(), torch.ones(3))
-    assert s[0, 1].item() == pytest.approx(0.0) and s[0, 2].item() == pytest.approx(1 / math.sqrt(2))
+    assert s[0, 1].item() == pytest.approx(0.0) and s[0, 2].item() == pytest.approx(
+        1 / math.sqrt(2)
+    )
     with pytest.raises(ValueError, match=r"\(n, d\) table, got \(3,\)"):
         P.cosine_similarity_matrix(torch.zeros(3))
 
@@ -175,15 +189,20 @@ def test_attention_without_positions_is_permutation_equivariant_property(L, H, s
 
 # ---------------------------------------------------------------- RoPE
 
+
 def test_rope_angles_and_cos_sin_layouts():
     theta = P.rope_angles(torch.tensor([0, 1, 3]), 4)
     assert theta.shape == (3, 2) and theta.dtype == torch.float64
-    _close(theta[2], torch.tensor([3.0, 3.0 / 100.0], dtype=torch.float64), atol=1e-12)   # 10000^(-2/4) = 1/100
+    _close(
+        theta[2], torch.tensor([3.0, 3.0 / 100.0], dtype=torch.float64), atol=1e-12
+    )  # 10000^(-2/4) = 1/100
     cos, sin = P.rope_cos_sin(torch.tensor([0, 1, 3]), 4)
     assert cos.shape == sin.shape == (3, 4) and cos.dtype == torch.float32
-    _close(sin[2], torch.tensor([3.0, 3.0, 0.03, 0.03]).sin())            # interleaved: angle per pair, twice
-    _close(P.rope_cos_sin(torch.tensor([3]), 4, interleaved=False)[1][0],
-           torch.tensor([3.0, 0.03, 3.0, 0.03]).sin())                    # half layout: the angles, twice
+    _close(sin[2], torch.tensor([3.0, 3.0, 0.03, 0.03]).sin())  # interleaved: angle per pair, twice
+    _close(
+        P.rope_cos_sin(torch.tensor([3]), 4, interleaved=False)[1][0],
+        torch.tensor([3.0, 0.03, 3.0, 0.03]).sin(),
+    )  # half layout: the angles, twice
     with pytest.raises(ValueError, match=r"positions must be 1-D \(L,\), got shape \(1, 3\)"):
         P.rope_angles(torch.zeros(1, 3), 4)
 
@@ -200,9 +219,14 @@ def test_rotate_pairs_and_rotate_half():
 def test_rope_half_layout_equals_hugging_face_llama():
     transformers = pytest.importorskip("transformers")
     from transformers.models.llama import modeling_llama as ml
-    config = transformers.LlamaConfig(hidden_size=64, num_attention_heads=4, head_dim=16,
-                                      max_position_embeddings=64,
-                                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+
+    config = transformers.LlamaConfig(
+        hidden_size=64,
+        num_attention_heads=4,
+        head_dim=16,
+        max_position_embeddings=64,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    )
     rotary = ml.LlamaRotaryEmbedding(config)
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(2, 4, 10, 16, generator=g), torch.randn(2, 4, 10, 16, generator=g)
@@ -216,7 +240,7 @@ def test_rope_half_layout_equals_hugging_face_llama():
 def test_interleaved_is_the_half_layout_with_features_reordered():
     d = 8
     x = torch.randn(5, d)
-    order = torch.cat((torch.arange(0, d, 2), torch.arange(1, d, 2)))   # (0,2,4,6,1,3,5,7)
+    order = torch.cat((torch.arange(0, d, 2), torch.arange(1, d, 2)))  # (0,2,4,6,1,3,5,7)
     inverse = torch.argsort(order)
     _close(P.apply_rope(x), P.apply_rope(x[:, order], interleaved=False)[:, inverse], atol=1e-6)
 
@@ -231,15 +255,26 @@ def test_rope_equals_its_rotation_matrix_and_keeps_norms():
 
 
 @settings(max_examples=40, deadline=None)
-@given(m=st.integers(0, 200), n=st.integers(0, 200), shift=st.integers(0, 200), half=st.integers(1, 16),
-       seed=st.integers(0, 10_000))
+@given(
+    m=st.integers(0, 200),
+    n=st.integers(0, 200),
+    shift=st.integers(0, 200),
+    half=st.integers(1, 16),
+    seed=st.integers(0, 10_000),
+)
 def test_rope_score_depends_only_on_offset_property(m, n, shift, half, seed):
     d = 2 * half
     g = torch.Generator().manual_seed(seed)
-    q, k = torch.randn(d, generator=g, dtype=torch.float64), torch.randn(d, generator=g, dtype=torch.float64)
+    q, k = (
+        torch.randn(d, generator=g, dtype=torch.float64),
+        torch.randn(d, generator=g, dtype=torch.float64),
+    )
 
     def score(a, b):
-        return (P.apply_rope(q[None], torch.tensor([a])) @ P.apply_rope(k[None], torch.tensor([b])).T).item()
+        return (
+            P.apply_rope(q[None], torch.tensor([a])) @ P.apply_rope(k[None], torch.tensor([b])).T
+        ).item()
+
     assert score(m, n) == pytest.approx(score(m + shift, n + shift), abs=1e-8)
     # and it equals q . R_{n-m} k
     expected = q @ P.rope_rotation_matrix(n - m, d, dtype=torch.float64) @ k
@@ -265,7 +300,9 @@ def test_rotary_module_and_bad_shapes():
     _close(kr, P.apply_rope(k))
     qr2, _ = rope(q, k, q_positions=torch.arange(2, 7))
     _close(qr2, P.apply_rope(q, torch.arange(2, 7)))
-    with pytest.raises(ValueError, match=r"q has shape \(2, 3, 5, 6\), expected \(\.\.\., L, head_dim=8\)"):
+    with pytest.raises(
+        ValueError, match=r"q has shape \(2, 3, 5, 6\), expected \(\.\.\., L, head_dim=8\)"
+    ):
         rope(torch.zeros(2, 3, 5, 6), k)
     with pytest.raises(ValueError, match=r"positions has shape \(4,\), expected \(L,\) = \(5,\)"):
         P.apply_rope(q, torch.arange(4))
@@ -277,6 +314,7 @@ def test_rotary_module_and_bad_shapes():
 
 # ---------------------------------------------------------------- exercise checkers
 
+
 def _wrong_sinusoidal(n, d):  # the classic slip: cos of a different frequency in the odd columns
     pos = torch.arange(n, dtype=torch.float64)[:, None]
     j = torch.arange(d, dtype=torch.float64)
@@ -285,14 +323,24 @@ def _wrong_sinusoidal(n, d):  # the classic slip: cos of a different frequency i
 
 
 def _wrong_rope(x):  # rotates the wrong way
-    return P.apply_rope(x) - 2 * P.rotate_pairs(x) * P.rope_cos_sin(torch.arange(x.shape[-2]), x.shape[-1])[1]
+    return (
+        P.apply_rope(x)
+        - 2 * P.rotate_pairs(x) * P.rope_cos_sin(torch.arange(x.shape[-2]), x.shape[-1])[1]
+    )
 
 
-@pytest.mark.parametrize("checker, good, bad", [
-    (P.check_sinusoidal_encoding, P.sinusoidal_encoding, _wrong_sinusoidal),
-    (P.check_shift_rotation_matrix, P.shift_rotation_matrix, lambda k, d: P.shift_rotation_matrix(k, d).T),
-    (P.check_apply_rope, P.apply_rope, _wrong_rope),
-])
+@pytest.mark.parametrize(
+    "checker, good, bad",
+    [
+        (P.check_sinusoidal_encoding, P.sinusoidal_encoding, _wrong_sinusoidal),
+        (
+            P.check_shift_rotation_matrix,
+            P.shift_rotation_matrix,
+            lambda k, d: P.shift_rotation_matrix(k, d).T,
+        ),
+        (P.check_apply_rope, P.apply_rope, _wrong_rope),
+    ],
+)
 def test_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, good, bad, capsys):
     assert checker(good) is good
     assert "[correct]" in capsys.readouterr().out
@@ -301,5 +349,6 @@ def test_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, good, bad
 
     def unsolved(*args, **kwargs):
         raise NotImplementedError
+
     assert checker(unsolved) is not unsolved
     assert "[skipped]" in capsys.readouterr().out

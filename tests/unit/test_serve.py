@@ -4,6 +4,7 @@ Most tests drive the app in-process (Starlette's TestClient); the ``real_server`
 ``python -m course_lib serve`` as a subprocess on a free loopback port. The model is a tiny random
 BERT classifier (built in a second), never the real fine-tuned one.
 """
+
 import asyncio
 import json
 import os
@@ -17,10 +18,12 @@ import time
 import httpx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from course_lib import optimize as O, serve as S
+from course_lib import optimize as O
+from course_lib import serve as S
 
 TOKEN = "test-token-3f9c2a"
 LABELS = ["negative", "neutral", "positive"]
@@ -99,9 +102,19 @@ def assert_json_error(r, status, code):
 
 def test_the_bad_input_list_covers_the_issue():
     names = " | ".join(CASES)
-    for required in ("non-JSON", "wrong type", "empty string", "empty list", "list over the limit",
-                     "text over the limit", "body over the limit", "invalid UTF-8", "unknown field",
-                     "missing token", "wrong token"):
+    for required in (
+        "non-JSON",
+        "wrong type",
+        "empty string",
+        "empty list",
+        "list over the limit",
+        "text over the limit",
+        "body over the limit",
+        "invalid UTF-8",
+        "unknown field",
+        "missing token",
+        "wrong token",
+    ):
         assert required in names, required
     assert set(CASES) == set(EXPECTED)
     assert all(CASES[name].expected_status == status for name, (status, _) in EXPECTED.items())
@@ -120,7 +133,11 @@ def test_bad_input_gets_4xx_json_and_the_server_keeps_serving(name, client, toke
 
 def test_body_over_the_limit_without_content_length_is_refused(client):
     chunk = b'{"text": "' + b"x" * 1000
-    r = client.post("/predict", content=(chunk for _ in range(100)), headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/predict",
+        content=(chunk for _ in range(100)),
+        headers={"Content-Type": "application/json"},
+    )
     assert_json_error(r, 413, "body_too_large")
     assert_still_serving(client)
 
@@ -131,13 +148,31 @@ def test_token_rules(token_client):
     assert_json_error(r, 401, "missing_token")
     assert r.headers["www-authenticate"] == "Bearer"
     for header in ("Basic abc", "Bearer", "Bearer ", TOKEN):
-        assert_json_error(token_client.post("/predict", json={"text": "hi"}, headers={"Authorization": header}),
-                          401, "missing_token")
-    assert_json_error(token_client.post("/predict", json={"text": "hi"},
-                                        headers={"Authorization": b"Bearer \xff\xfe-not-ascii"}), 403, "wrong_token")
-    assert_json_error(token_client.post("/predict", json={"text": "hi"},
-                                        headers={"Authorization": f"Bearer {TOKEN}x"}), 403, "wrong_token")
-    assert token_client.post("/predict", json={"text": "hi"}, headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
+        assert_json_error(
+            token_client.post("/predict", json={"text": "hi"}, headers={"Authorization": header}),
+            401,
+            "missing_token",
+        )
+    assert_json_error(
+        token_client.post(
+            "/predict", json={"text": "hi"}, headers={"Authorization": b"Bearer \xff\xfe-not-ascii"}
+        ),
+        403,
+        "wrong_token",
+    )
+    assert_json_error(
+        token_client.post(
+            "/predict", json={"text": "hi"}, headers={"Authorization": f"Bearer {TOKEN}x"}
+        ),
+        403,
+        "wrong_token",
+    )
+    assert (
+        token_client.post(
+            "/predict", json={"text": "hi"}, headers={"Authorization": f"bearer {TOKEN}"}
+        ).status_code
+        == 200
+    )
     # the page, health, model info and docs stay public: the demo page has its own token field
     for path in ("/", "/health", "/model", "/docs", "/openapi.json"):
         assert token_client.get(path).status_code == 200, path
@@ -174,16 +209,28 @@ def test_long_texts_within_the_character_limit_are_truncated_and_flagged(client)
 def test_exactly_at_the_limits_is_accepted(client):
     assert client.post("/predict", json={"text": ["a"] * S.MAX_TEXTS}).status_code == 200
     assert client.post("/predict", json={"text": "b" * S.MAX_TEXT_CHARS}).status_code == 200
-    assert client.post("/predict", content=json.dumps({"text": "ok"}).encode(),
-                       headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    assert (
+        client.post(
+            "/predict",
+            content=json.dumps({"text": "ok"}).encode(),
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        ).status_code
+        == 200
+    )
 
 
 def test_demo_page_contract(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     html = r.text
-    for needle in ('<textarea id="text"', '<button id="predict"', '<div id="results"', "prob-bar",
-                   "dataset.label", 'id="token"'):
+    for needle in (
+        '<textarea id="text"',
+        '<button id="predict"',
+        '<div id="results"',
+        "prob-bar",
+        "dataset.label",
+        'id="token"',
+    ):
         assert needle in html, needle
     # no outside asset: no http(s) URL in any src/href/import/url(), and a policy that forbids them
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
@@ -195,10 +242,16 @@ def test_demo_page_contract(client):
 
 def test_docs_work_offline(client):
     r = client.get("/docs")
-    assert r.status_code == 200 and "openapi.json" in r.text and "http://" not in r.text.replace("http://HOST", "")
+    assert (
+        r.status_code == 200
+        and "openapi.json" in r.text
+        and "http://" not in r.text.replace("http://HOST", "")
+    )
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/health", "/model"} <= set(spec["paths"])
-    schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     assert "text" in schema["properties"] and schema.get("additionalProperties") is False
 
 
@@ -206,14 +259,20 @@ def test_model_info(client):
     info = client.get("/model").json()
     assert info["labels"] == LABELS and info["backend"] == "onnx" and info["name"] == "tiny-model"
     assert info["version"] and info["token_required"] is False
-    assert info["limits"] == {"max_texts": S.MAX_TEXTS, "max_text_chars": S.MAX_TEXT_CHARS,
-                              "max_body_bytes": S.MAX_BODY_BYTES, "max_tokens": S.MAX_TOKENS}
+    assert info["limits"] == {
+        "max_texts": S.MAX_TEXTS,
+        "max_text_chars": S.MAX_TEXT_CHARS,
+        "max_body_bytes": S.MAX_BODY_BYTES,
+        "max_tokens": S.MAX_TOKENS,
+    }
 
 
 def test_torch_backend_agrees_with_onnx(tiny, predictor):
     torch_predictor = S.load_predictor(tiny, "torch")
     texts = ["nice", "awful delay", "the seat was fine I guess"]
-    np.testing.assert_allclose(torch_predictor.predict_proba(texts), predictor.predict_proba(texts), atol=0.05)
+    np.testing.assert_allclose(
+        torch_predictor.predict_proba(texts), predictor.predict_proba(texts), atol=0.05
+    )
     with pytest.raises(ValueError, match="backend"):
         S.load_predictor(tiny, "tensorflow")
 
@@ -230,16 +289,22 @@ def test_an_internal_failure_is_a_json_500_and_the_server_survives(predictor):
     broken = S.Predictor(flaky, LABELS, "flaky", "onnx")
     for batching in (True, False):
         calls["n"] = 0
-        with TestClient(S.create_app(broken, batching=batching), raise_server_exceptions=False) as c:
+        with TestClient(
+            S.create_app(broken, batching=batching), raise_server_exceptions=False
+        ) as c:
             r = c.post("/predict", json={"text": "x"})
             assert_json_error(r, 500, "internal_error")
             assert "boom" not in r.text  # no internals leak to the client
             assert c.post("/predict", json={"text": "x"}).status_code == 200
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                           max_leaves=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -254,9 +319,16 @@ def test_validate_texts_accepts_good_input_or_raises_a_4xx(payload):
         assert all(isinstance(t, str) and t.strip() and len(t) <= S.MAX_TEXT_CHARS for t in texts)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
-                 st.text(max_size=50).map(lambda t: json.dumps({"text": t}).encode())))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.text(max_size=50).map(lambda t: json.dumps({"text": t}).encode()),
+    )
+)
 def test_any_body_gets_200_or_4xx_never_500(client, body):
     r = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 200 or 400 <= r.status_code < 500, (body, r.status_code, r.text)
@@ -295,7 +367,9 @@ def test_micro_batcher_passes_failures_to_every_waiter():
     async def scenario():
         batcher = S.MicroBatcher(fn, ThreadPoolExecutor(1))
         batcher.start()
-        out = await asyncio.gather(*(batcher.submit(["a"]) for _ in range(3)), return_exceptions=True)
+        out = await asyncio.gather(
+            *(batcher.submit(["a"]) for _ in range(3)), return_exceptions=True
+        )
         await batcher.stop()
         return out
 
@@ -312,7 +386,9 @@ def test_exposure_warning_only_for_open_addresses_without_a_token():
 
 
 def test_batching_auto_is_on_for_torch_only():
-    assert S.resolve_batching("auto", "torch") is True and S.resolve_batching("auto", "onnx") is False
+    assert (
+        S.resolve_batching("auto", "torch") is True and S.resolve_batching("auto", "onnx") is False
+    )
     assert S.resolve_batching("on", "onnx") is True and S.resolve_batching("off", "torch") is False
     with pytest.raises(ValueError):
         S.resolve_batching("sometimes", "onnx")
@@ -344,16 +420,29 @@ def test_real_server_subprocess_end_to_end(tiny, tmp_path):
     with server:
         assert server.url.startswith("http://127.0.0.1:")
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        r = httpx.post(server.url + "/predict", json={"text": ["good", "bad"]}, headers=auth, trust_env=False)
+        r = httpx.post(
+            server.url + "/predict", json={"text": ["good", "bad"]}, headers=auth, trust_env=False
+        )
         assert r.status_code == 200 and len(r.json()["predictions"]) == 2
         rows = S.send_bad_inputs(server.url, token=TOKEN)
-        assert len(rows) == len(EXPECTED) and all(row["ok"] for row in rows), [r for r in rows if not r["ok"]]
+        assert len(rows) == len(EXPECTED) and all(row["ok"] for row in rows), [
+            r for r in rows if not r["ok"]
+        ]
         big = (b"x" * 4096 for _ in range(20))  # chunked, no Content-Length
-        r = httpx.post(server.url + "/predict", content=big, headers={"Content-Type": "application/json", **auth},
-                       trust_env=False)
+        r = httpx.post(
+            server.url + "/predict",
+            content=big,
+            headers={"Content-Type": "application/json", **auth},
+            trust_env=False,
+        )
         assert_json_error(r, 413, "body_too_large")
-        result = S.load_test(server.url, ["great flight", "lost my bag", "meh"], requests=2000, concurrency=16,
-                             token=TOKEN)
+        result = S.load_test(
+            server.url,
+            ["great flight", "lost my bag", "meh"],
+            requests=2000,
+            concurrency=16,
+            token=TOKEN,
+        )
         assert result.errors == 0, result.error_samples
         assert len(result.latencies_ms) == 2000 and result.requests_per_s > 0
         assert result.percentile(50) <= result.percentile(95) <= result.percentile(99)
@@ -374,11 +463,17 @@ def test_server_start_failure_is_reported(tmp_path):
 
 def test_server_exits_when_its_parent_dies():
     """The watch that stops a server whose notebook kernel was killed (no atexit runs then)."""
-    child = ("import time; from course_lib.serve import _exit_when_parent_dies; "
-             "_exit_when_parent_dies(0.1); print('ready', flush=True); time.sleep(60)")
-    parent = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', %r]); "
-              "print(p.pid, flush=True); import time; time.sleep(60)" % child)
-    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    child = (
+        "import time; from course_lib.serve import _exit_when_parent_dies; "
+        "_exit_when_parent_dies(0.1); print('ready', flush=True); time.sleep(60)"
+    )
+    parent = (
+        "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', %r]); "
+        "print(p.pid, flush=True); import time; time.sleep(60)" % child
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         child_pid = int(proc.stdout.readline())
         assert proc.stdout.readline().strip() == "ready"  # the child's watch is running

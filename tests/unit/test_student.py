@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from course_lib import student
+from course_lib.tooling import student
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -16,8 +16,14 @@ def test_strip_solution_keeps_indentation_and_surroundings():
     assert out == f"def f(x):\n    {student.STUB}\n\nprint(1)\n"
 
 
-@pytest.mark.parametrize("bad", ["# BEGIN SOLUTION\nx = 1\n", "x = 1\n# END SOLUTION\n",
-                                 "# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "# BEGIN SOLUTION\nx = 1\n",
+        "x = 1\n# END SOLUTION\n",
+        "# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n",
+    ],
+)
 def test_strip_solution_rejects_unbalanced_markers(bad):
     with pytest.raises(ValueError):
         student.strip_solution(bad)
@@ -40,7 +46,10 @@ def test_student_version_of_lesson_01_hides_answers_and_still_runs(tmp_path):
     assert "x.amax(dim=dim, keepdim=True)" not in text and "torch.tril(torch.ones" not in text
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
     node = nbformat.reads(json.dumps(nb), as_version=4)
-    NotebookClient(node, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    printed = "".join(o.get("text", "") for c in node.cells if c.cell_type == "code" for o in c.outputs)
+    NotebookClient(
+        node, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    printed = "".join(
+        o.get("text", "") for c in node.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert printed.count("[skipped]") == 2 and "not solved yet" in printed

@@ -1,14 +1,21 @@
 """The from-scratch WordPiece tokenizer against Hugging Face's fast (Rust) BERT tokenizer."""
+
 import csv
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from course_lib.data import corpus_path
 from course_lib.models import packaged_model_dir
-from course_lib.tokenizer import (WordPieceTokenizer, check_wordpiece, load_vocab, truncate_longest_first,
-                                  wordpiece_split)
+from course_lib.tokenizer import (
+    WordPieceTokenizer,
+    check_wordpiece,
+    load_vocab,
+    truncate_longest_first,
+    wordpiece_split,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,25 +39,26 @@ def corpus_texts():
 
 
 EDGE_CASES = [
-    "",                                                  # empty
-    " ",                                                 # whitespace only
-    "   \t\n\r  \u00a0\u3000\u2028 ",                    # every kind of whitespace
-    "Café naïve façade résumé Ångström ÉCOLE",           # accents (precomposed)
-    "Cafe\u0301 nai\u0308ve",                            # accents as combining marks
-    "I love it 😀🔥👍🏽 ❤️ 🇫🇷",                           # emoji, skin tone, ZWJ/flags/variation selector
-    "👩‍👩‍👧‍👦 family",                                     # zero-width joiners (format characters)
-    "我爱北京天安门",                                       # CJK: one token per ideograph
-    "日本語のテキストと한국어",                              # kana and hangul are not split per character
-    "x" * 1000,                                          # a 1,000-character word -> [UNK]
-    "a" * 100, "a" * 101,                                # the 100-character limit, exactly
-    "Hello мир γειά σου مرحبا שלום नमस्ते",               # mixed scripts
-    "ΟΔΟΣ ΣΟΦΙΑΣ",                                       # Greek capital sigma, lower-cased char by char
-    "İstanbul ǅ ẞ ﬁ Ⅻ",                                  # special case mappings
-    "a\x00b\ufffdc\x07d\u200be\u00adf\ue000g",           # NUL, replacement char, controls, ZWSP, soft hyphen, private use
-    "[CLS] [SEP] [MASK] [PAD] [UNK] [mask] [ CLS ]",     # special tokens typed in the text
+    "",  # empty
+    " ",  # whitespace only
+    "   \t\n\r  \u00a0\u3000\u2028 ",  # every kind of whitespace
+    "Café naïve façade résumé Ångström ÉCOLE",  # accents (precomposed)
+    "Cafe\u0301 nai\u0308ve",  # accents as combining marks
+    "I love it 😀🔥👍🏽 ❤️ 🇫🇷",  # emoji, skin tone, ZWJ/flags/variation selector
+    "👩‍👩‍👧‍👦 family",  # zero-width joiners (format characters)
+    "我爱北京天安门",  # CJK: one token per ideograph
+    "日本語のテキストと한국어",  # kana and hangul are not split per character
+    "x" * 1000,  # a 1,000-character word -> [UNK]
+    "a" * 100,
+    "a" * 101,  # the 100-character limit, exactly
+    "Hello мир γειά σου مرحبا שלום नमस्ते",  # mixed scripts
+    "ΟΔΟΣ ΣΟΦΙΑΣ",  # Greek capital sigma, lower-cased char by char
+    "İstanbul ǅ ẞ ﬁ Ⅻ",  # special case mappings
+    "a\x00b\ufffdc\x07d\u200be\u00adf\ue000g",  # NUL, replacement char, controls, ZWSP, soft hyphen, private use
+    "[CLS] [SEP] [MASK] [PAD] [UNK] [mask] [ CLS ]",  # special tokens typed in the text
     "don't!!! ... $100 + 50% = ??? <html> a_b c-d e/f #tag @user",
     "http://t.co/9fud51v5YG via @dailycaller #deflategate",
-    "Patsäó» Balls äó_ Õ Ö ¢ » Î",                       # the corpus's mojibake
+    "Patsäó» Balls äó_ Õ Ö ¢ » Î",  # the corpus's mojibake
     "\u0085next line\u000bvertical tab\u000cform feed",
     "unaffable unbelievably tokenization transformers",
 ]
@@ -59,7 +67,13 @@ EDGE_CASES = [
 def test_vocab_is_read_from_the_packaged_model(ours):
     vocab = load_vocab(packaged_model_dir() / "vocab.txt")
     assert len(vocab) == len(ours) == 30522
-    assert (ours.pad_id, ours.unk_id, ours.cls_id, ours.sep_id, ours.mask_id) == (0, 100, 101, 102, 103)
+    assert (ours.pad_id, ours.unk_id, ours.cls_id, ours.sep_id, ours.mask_id) == (
+        0,
+        100,
+        101,
+        102,
+        103,
+    )
     assert ours.lowercase and ours.strip_accents and ours.tokenize_cjk
 
 
@@ -68,8 +82,10 @@ def test_every_corpus_text_gives_the_same_ids_as_hugging_face(ours, hf, corpus_t
     expected = hf(corpus_texts)["input_ids"]
     got = ours(corpus_texts)["input_ids"]
     different = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
-    assert not different, (f"{len(different)} of {len(corpus_texts)} texts differ; first: "
-                           f"{corpus_texts[different[0]]!r}")
+    assert not different, (
+        f"{len(different)} of {len(corpus_texts)} texts differ; first: "
+        f"{corpus_texts[different[0]]!r}"
+    )
 
 
 @pytest.mark.parametrize("text", EDGE_CASES, ids=range(len(EDGE_CASES)))
@@ -103,14 +119,23 @@ def test_edge_cases_mean_what_we_say(ours):
 # Unicode 14 tables; the Rust tokenizer's character classes are older, so characters added
 # after ~2015 are classified differently there. See benchmarks/tokenizer_speed.py --unicode-sweep.)
 _ALPHABET = st.sampled_from(
-    [chr(c) for c in range(0x20, 0x250)] + list("\t\n\r\x00\x0b\u00a0\u2028\u200b\u200d\ufeff\ufffd")
-    + [chr(c) for c in range(0x300, 0x370)] + [chr(c) for c in range(0x391, 0x3ca)]
-    + [chr(c) for c in range(0x410, 0x450)] + list("我爱北京天安门日本語のテキスト한국어😀🔥👍🏽❤️")
-    + [chr(c) for c in range(0x2010, 0x2030)] + list("[CLS][SEP][MASK]##"))
+    [chr(c) for c in range(0x20, 0x250)]
+    + list("\t\n\r\x00\x0b\u00a0\u2028\u200b\u200d\ufeff\ufffd")
+    + [chr(c) for c in range(0x300, 0x370)]
+    + [chr(c) for c in range(0x391, 0x3CA)]
+    + [chr(c) for c in range(0x410, 0x450)]
+    + list("我爱北京天安门日本語のテキスト한국어😀🔥👍🏽❤️")
+    + [chr(c) for c in range(0x2010, 0x2030)]
+    + list("[CLS][SEP][MASK]##")
+)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(_ALPHABET, max_size=60), pair=st.one_of(st.none(), st.text(_ALPHABET, max_size=30)))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=st.text(_ALPHABET, max_size=60), pair=st.one_of(st.none(), st.text(_ALPHABET, max_size=30))
+)
 def test_random_text_and_pairs_match_hugging_face(ours, hf, text, pair):
     # Compared in batch form: for ONE text, transformers drops an empty second text ("" is falsy)
     # while its batch path and the Rust tokenizer keep it as an empty segment B; we do the latter.
@@ -124,7 +149,7 @@ def test_random_text_and_pairs_match_hugging_face(ours, hf, text, pair):
 def test_pair_truncation_and_padding_match_hugging_face(ours, hf, corpus_texts, max_length):
     firsts, seconds = corpus_texts[:40], corpus_texts[40:80][::-1]
     seconds[3] = "short"
-    seconds[5] = firsts[5]                      # equal lengths: who gets the extra token
+    seconds[5] = firsts[5]  # equal lengths: who gets the extra token
     kwargs = dict(truncation=True, max_length=max_length, padding="max_length")
     got, expected = ours(firsts, seconds, **kwargs), hf(firsts, seconds, **kwargs)
     for key in ("input_ids", "token_type_ids", "attention_mask"):
@@ -143,9 +168,9 @@ def test_single_text_truncation_and_longest_padding_match(ours, hf, corpus_texts
 
 def test_truncate_longest_first_rule():
     a, b = list(range(10)), list(range(100, 103))
-    assert truncate_longest_first(a, b, 8) == (a[:5], b)            # the short one stays whole
-    assert truncate_longest_first(a, a, 5) == (a[:2], a[:3])        # equal: the second gets the extra
-    assert truncate_longest_first(a, b, 5) == (a[:3], b[:2])        # both cut: longer gets the extra
+    assert truncate_longest_first(a, b, 8) == (a[:5], b)  # the short one stays whole
+    assert truncate_longest_first(a, a, 5) == (a[:2], a[:3])  # equal: the second gets the extra
+    assert truncate_longest_first(a, b, 5) == (a[:3], b[:2])  # both cut: longer gets the extra
     assert truncate_longest_first(a, None, 4) == (a[:4], None)
     assert truncate_longest_first(a, b, 50) == (a, b)
 
@@ -153,8 +178,8 @@ def test_truncate_longest_first_rule():
 def test_wordpiece_greedy_longest_match():
     vocab = {"un", "##aff", "##able", "play", "##ing", "p", "##l", "##a", "##y"}
     assert wordpiece_split("unaffable", vocab) == ["un", "##aff", "##able"]
-    assert wordpiece_split("playing", vocab) == ["play", "##ing"]          # not p ##l ##a ##y ...
-    assert wordpiece_split("playx", vocab) == ["[UNK]"]                    # failure anywhere -> whole word
+    assert wordpiece_split("playing", vocab) == ["play", "##ing"]  # not p ##l ##a ##y ...
+    assert wordpiece_split("playx", vocab) == ["[UNK]"]  # failure anywhere -> whole word
     assert wordpiece_split("play", vocab, max_chars=3) == ["[UNK]"]
 
 
@@ -185,7 +210,7 @@ def test_bad_input_raises_clear_errors(ours):
 
 
 def test_check_wordpiece_reports_correct_wrong_and_unsolved(capsys):
-    def shortest_first(word, vocab):     # a plausible mistake: shortest match first
+    def shortest_first(word, vocab):  # a plausible mistake: shortest match first
         pieces, start = [], 0
         while start < len(word):
             for end in range(start + 1, len(word) + 1):

@@ -1,4 +1,5 @@
 """course_lib.train and course_lib.baselines: batching, schedule, metrics, a few real steps, saving."""
+
 import json
 
 import numpy as np
@@ -10,19 +11,35 @@ from hypothesis import strategies as st
 from course_lib import train
 from course_lib.data import LABELS
 
-TEXTS = ["I love this airline", "worst flight ever, delayed again", "flight 123 lands at 5pm",
-         "great service, thank you!", "my bag is lost. terrible", "is the website down?",
-         "amazing crew and snacks", "cancelled and no refund", "what time is boarding",
-         "best trip", "never again", "gate changed to B4"] * 2
+TEXTS = [
+    "I love this airline",
+    "worst flight ever, delayed again",
+    "flight 123 lands at 5pm",
+    "great service, thank you!",
+    "my bag is lost. terrible",
+    "is the website down?",
+    "amazing crew and snacks",
+    "cancelled and no refund",
+    "what time is boarding",
+    "best trip",
+    "never again",
+    "gate changed to B4",
+] * 2
 LABELS_IDS = [2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1] * 2
 
 
 @pytest.fixture(scope="module")
 def tiny_run():
     torch.manual_seed(0)
-    return train.fine_tune(TEXTS, LABELS_IDS, TEXTS[:6], LABELS_IDS[:6],
-                           train.default_config(batch_size=8, train_size=None, evals_per_epoch=1),
-                           progress=False, max_steps=3)
+    return train.fine_tune(
+        TEXTS,
+        LABELS_IDS,
+        TEXTS[:6],
+        LABELS_IDS[:6],
+        train.default_config(batch_size=8, train_size=None, evals_per_epoch=1),
+        progress=False,
+        max_steps=3,
+    )
 
 
 # ---------------------------------------------------------------------------------------- batching
@@ -34,7 +51,9 @@ def test_pad_batch_matches_hugging_face_collator():
     tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
     ids = train.encode(tok, TEXTS[:5])
     ours = train.pad_batch(ids, LABELS_IDS[:5], pad_id=tok.pad_token_id)
-    theirs = DataCollatorWithPadding(tok)([{"input_ids": s, "labels": y} for s, y in zip(ids, LABELS_IDS[:5])])
+    theirs = DataCollatorWithPadding(tok)(
+        [{"input_ids": s, "labels": y} for s, y in zip(ids, LABELS_IDS[:5])]
+    )
     for key in ("input_ids", "attention_mask", "labels"):
         assert torch.equal(ours[key], theirs[key]), key
 
@@ -50,13 +69,22 @@ def test_encode_rejects_single_string():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(1, 60), min_size=1, max_size=300), st.integers(1, 40), st.booleans(), st.integers(0, 5))
+@given(
+    st.lists(st.integers(1, 60), min_size=1, max_size=300),
+    st.integers(1, 40),
+    st.booleans(),
+    st.integers(0, 5),
+)
 def test_length_bucketed_batches_is_a_partition(lengths, batch_size, shuffle, seed):
-    batches = train.length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4)
+    batches = train.length_bucketed_batches(
+        lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4
+    )
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(len(lengths)))
     assert all(1 <= len(b) <= batch_size for b in batches)
-    assert batches == train.length_bucketed_batches(lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4)
+    assert batches == train.length_bucketed_batches(
+        lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4
+    )
 
 
 def test_bucketing_cuts_padding():
@@ -64,7 +92,11 @@ def test_bucketing_cuts_padding():
     lengths = rng.integers(8, 64, size=2000).tolist()
     random_batches = [list(range(i, min(i + 32, 2000))) for i in range(0, 2000, 32)]
     bucketed = train.length_bucketed_batches(lengths, 32, shuffle=True, seed=0)
-    assert train.padding_fraction(lengths, bucketed) < 0.1 < train.padding_fraction(lengths, random_batches)
+    assert (
+        train.padding_fraction(lengths, bucketed)
+        < 0.1
+        < train.padding_fraction(lengths, random_batches)
+    )
 
 
 # ---------------------------------------------------------------------------------------- schedule
@@ -77,7 +109,9 @@ def test_warmup_linear_matches_transformers(total, ratio):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = get_linear_schedule_with_warmup(opt, warmup, total)
     for step in range(total + 1):
-        assert opt.param_groups[0]["lr"] == pytest.approx(train.warmup_linear_factor(step, warmup, total), abs=1e-12)
+        assert opt.param_groups[0]["lr"] == pytest.approx(
+            train.warmup_linear_factor(step, warmup, total), abs=1e-12
+        )
         opt.step()
         sched.step()
 
@@ -100,7 +134,9 @@ def test_metrics_match_scikit_learn(pairs):
     assert ours["macro_f1"] == pytest.approx(sk_f1)
     assert train.macro_f1_from_confusion(ours["confusion"]) == pytest.approx(sk_f1)
     assert ours["confusion"] == skm.confusion_matrix(y_true, y_pred, labels=[0, 1, 2]).tolist()
-    p, r, _, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=[0, 1, 2], zero_division=0)
+    p, r, _, s = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=[0, 1, 2], zero_division=0
+    )
     for k, name in enumerate(LABELS):
         assert ours["per_class"][name]["precision"] == pytest.approx(p[k])
         assert ours["per_class"][name]["recall"] == pytest.approx(r[k])
@@ -138,7 +174,9 @@ def test_hf_model_gives_no_loss_without_labels():
 def test_a_few_training_steps(tiny_run):
     r = tiny_run
     assert len(r.history) == 3 and all(np.isfinite(h["loss"]) for h in r.history)
-    assert r.history[0]["lr"] > 0 and r.history[-1]["lr"] == 0.0  # warm-up then decay to 0 at the end
+    assert (
+        r.history[0]["lr"] > 0 and r.history[-1]["lr"] == 0.0
+    )  # warm-up then decay to 0 at the end
     assert len(r.evaluations) == 1 and r.best == r.evaluations[0]
     pretrained, _ = train.load_pretrained_classifier()
     frozen = r.model.base_model.encoder.layer[0].output.dense.weight
@@ -155,7 +193,9 @@ def test_fine_tune_rejects_length_mismatch():
 def test_save_reload_with_pipeline(tiny_run, tmp_path):
     from transformers import pipeline
 
-    folder = train.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / "clf", {"note": "test"})
+    folder = train.save_classifier(
+        tiny_run.model, tiny_run.tokenizer, tmp_path / "clf", {"note": "test"}
+    )
     assert train.is_complete_model_folder(folder)
     assert json.loads((folder / train.SUMMARY_FILE).read_text()) == {"note": "test"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf"]  # no temp folder left behind
@@ -251,7 +291,9 @@ def test_checkers_accept_reference_and_reject_wrong(capsys):
 
     assert train.check_warmup_linear_factor(unsolved) is train.warmup_linear_factor
     assert "[skipped]" in capsys.readouterr().out
-    assert train.check_warmup_linear_factor(train.warmup_linear_factor) is train.warmup_linear_factor
+    assert (
+        train.check_warmup_linear_factor(train.warmup_linear_factor) is train.warmup_linear_factor
+    )
 
 
 # ---------------------------------------------------------------------------------------- baselines
@@ -260,7 +302,9 @@ def test_baselines_on_tiny_data():
 
     maj = baselines.majority_baseline([0, 0, 1], [0, 1, 2])
     assert maj["predicted_label"] == 0 and maj["accuracy"] == pytest.approx(1 / 3)
-    tf = baselines.tfidf_baseline(TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, c_grid=(1.0, 10.0))
+    tf = baselines.tfidf_baseline(
+        TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, c_grid=(1.0, 10.0)
+    )
     assert tf["C"] in (1.0, 10.0) and tf["accuracy"] > 0.9  # memorises its own training data
     emb = baselines.mean_pooled_embeddings(TEXTS[:4])
     assert emb.shape == (4, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
@@ -288,7 +332,9 @@ def test_early_stopping_keeps_the_best_weights(monkeypatch):
         return {"macro_f1": next(scores), "accuracy": 0.0, "loss": 0.0}
 
     monkeypatch.setattr(train, "evaluate", fake_evaluate)
-    cfg = train.default_config(batch_size=4, epochs=3, evals_per_epoch=2, patience=2, train_size=None)
+    cfg = train.default_config(
+        batch_size=4, epochs=3, evals_per_epoch=2, patience=2, train_size=None
+    )
     r = train.fine_tune(TEXTS[:8], LABELS_IDS[:8], TEXTS[:2], LABELS_IDS[:2], cfg, progress=False)
     assert r.stopped_early and [e["val_macro_f1"] for e in r.evaluations] == [0.5, 0.7, 0.6, 0.4]
     assert r.best["val_macro_f1"] == 0.7 and len(r.history) == 4

@@ -8,10 +8,12 @@ reference, says in words what is right or wrong, and returns the function the re
 notebook should use -- the participant's when it is right, the reference otherwise. So an
 unsolved exercise never stops the notebook.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -19,6 +21,7 @@ import torch
 @dataclass
 class Case:
     """One test input: ``args`` for the function, and a ``hint`` shown when it fails."""
+
     description: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
@@ -57,12 +60,22 @@ def describe_difference(got: Any, expected: Any, atol: float = 1e-5) -> str | No
         if torch.isinf(got).any() and not torch.isinf(expected).any():
             return "the result contains inf where the reference has none"
         diff = (got.double() - expected.double()).abs().nan_to_num(0).max().item()
-        return None if diff <= atol else f"max abs difference from the reference is {diff:.3g} (allowed {atol:g})"
+        return (
+            None
+            if diff <= atol
+            else f"max abs difference from the reference is {diff:.3g} (allowed {atol:g})"
+        )
     return None if got == expected else f"returned {got!r}, expected {expected!r}"
 
 
-def check_exercise(title: str, candidate: Callable, reference: Callable, cases: list[Case],
-                   atol: float = 1e-5, verbose: bool = True) -> ExerciseResult:
+def check_exercise(
+    title: str,
+    candidate: Callable,
+    reference: Callable,
+    cases: list[Case],
+    atol: float = 1e-5,
+    verbose: bool = True,
+) -> ExerciseResult:
     """Run ``candidate`` on every case, compare with ``reference``, explain, pick what to use."""
     messages: list[str] = []
     status = "correct"
@@ -72,11 +85,15 @@ def check_exercise(title: str, candidate: Callable, reference: Callable, cases: 
             got = candidate(*case.args, **case.kwargs)
         except NotImplementedError:
             status = "unsolved"
-            messages = ["not solved yet. The rest of the notebook uses course_lib's reference version."]
+            messages = [
+                "not solved yet. The rest of the notebook uses course_lib's reference version."
+            ]
             break
         except Exception as exc:  # the participant's code may raise anything
             status = "wrong"
-            messages.append(f"{case.description}: raised {type(exc).__name__}: {exc}. {case.hint}".strip())
+            messages.append(
+                f"{case.description}: raised {type(exc).__name__}: {exc}. {case.hint}".strip()
+            )
             continue
         problem = describe_difference(got, expected, atol)
         if problem:
@@ -85,8 +102,12 @@ def check_exercise(title: str, candidate: Callable, reference: Callable, cases: 
     if status == "correct":
         messages = [f"all {len(cases)} checks pass."]
     elif status == "wrong":
-        messages.append("The rest of the notebook uses course_lib's reference version until this passes.")
-    result = ExerciseResult(title, status, messages, candidate if status == "correct" else reference)
+        messages.append(
+            "The rest of the notebook uses course_lib's reference version until this passes."
+        )
+    result = ExerciseResult(
+        title, status, messages, candidate if status == "correct" else reference
+    )
     if verbose:
         mark = {"correct": "[correct]", "wrong": "[not yet]", "unsolved": "[skipped]"}[status]
         print(f"{mark} {title}")

@@ -1,4 +1,5 @@
 """``setup()``: the one call at the top of every notebook."""
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,15 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("transformers", "sentence_transformers", "huggingface_hub", "urllib3",
-                 "torch.onnx", "onnxscript", "httpx"):
+    for name in (
+        "transformers",
+        "sentence_transformers",
+        "huggingface_hub",
+        "urllib3",
+        "torch.onnx",
+        "onnxscript",
+        "httpx",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -49,11 +57,18 @@ def set_offline() -> None:
 def set_plot_style() -> None:
     import matplotlib as mpl
 
-    mpl.rcParams.update({
-        "figure.figsize": (6.4, 4.0), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
-        "axes.spines.top": False, "axes.spines.right": False, "image.cmap": "viridis",
-        "savefig.bbox": "tight",
-    })
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (6.4, 4.0),
+            "figure.dpi": 100,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "image.cmap": "viridis",
+            "savefig.bbox": "tight",
+        }
+    )
 
 
 def pick_device():

@@ -3,19 +3,32 @@
 Times come from ``notebooks/timings.json``, which ``tools/execute_notebooks.py`` writes each time
 it executes a notebook top to bottom in a fresh kernel.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+from ..settings import NOTEBOOKS_DIR as NOTEBOOKS
 
 LESSONS = [
     ("00_welcome.ipynb", "Welcome", "map of the day, how the notebooks work, environment check"),
     ("01_attention.ipynb", "Attention", "dot products, stable softmax, why sqrt(d_k), masks"),
-    ("02_multi_head_attention.ipynb", "Multi-head attention", "projections, head split/merge, cost, MiniLM's 12 heads"),
-    ("03_positional_encoding.ipynb", "Positional encoding", "permutation equivariance, sinusoids, learned PE, RoPE"),
-    ("04_bert_from_scratch.ipynb", "BERT from scratch", "WordPiece, the encoder, real pretrained weights"),
+    (
+        "02_multi_head_attention.ipynb",
+        "Multi-head attention",
+        "projections, head split/merge, cost, MiniLM's 12 heads",
+    ),
+    (
+        "03_positional_encoding.ipynb",
+        "Positional encoding",
+        "permutation equivariance, sinusoids, learned PE, RoPE",
+    ),
+    (
+        "04_bert_from_scratch.ipynb",
+        "BERT from scratch",
+        "WordPiece, the encoder, real pretrained weights",
+    ),
     ("05_fine_tuning.ipynb", "Fine-tuning", "real tweets, baselines, a training loop, evaluation"),
     ("06_optimization.ipynb", "Optimisation", "int8, ONNX Runtime, pruning: size, latency, F1"),
     ("07_deployment.ipynb", "Deployment", "FastAPI service, demo page, bad input, load test"),

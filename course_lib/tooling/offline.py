@@ -6,6 +6,7 @@ a notebook starts) then installs this guard. A refused attempt raises ``OfflineV
 appended to the file named by ``COURSE_OFFLINE_LOG``, so that an attempt swallowed by a broad
 ``except`` in some library still fails the test run.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -37,8 +38,10 @@ def is_loopback(host) -> bool:
 
 
 def _refuse(what: str, host) -> None:
-    message = (f"course_lib offline guard: {what} to {host!r} refused. The course runs offline; "
-               f"only loopback addresses (127.0.0.1, ::1, localhost) are allowed.")
+    message = (
+        f"course_lib offline guard: {what} to {host!r} refused. The course runs offline; "
+        f"only loopback addresses (127.0.0.1, ::1, localhost) are allowed."
+    )
     log = os.environ.get(LOG_ENV)
     if log:
         with open(log, "a", encoding="utf-8") as f:
@@ -80,8 +83,12 @@ def install_guard() -> None:
     """Install the guard in this process (idempotent)."""
     if _original:
         return
-    _original.update(connect=socket.socket.connect, connect_ex=socket.socket.connect_ex,
-                     sendto=socket.socket.sendto, getaddrinfo=socket.getaddrinfo)
+    _original.update(
+        connect=socket.socket.connect,
+        connect_ex=socket.socket.connect_ex,
+        sendto=socket.socket.sendto,
+        getaddrinfo=socket.getaddrinfo,
+    )
     socket.socket.connect = _guarded_connect
     socket.socket.connect_ex = _guarded_connect_ex
     socket.socket.sendto = _guarded_sendto

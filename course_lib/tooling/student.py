@@ -4,6 +4,7 @@
 ``# END SOLUTION`` are replaced by a ``raise NotImplementedError`` at the same indentation, and
 all outputs are cleared, so the participant sees no answers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,8 @@ import json
 import re
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ..settings import REPO_ROOT
+
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: replace this line with your code")'
 
