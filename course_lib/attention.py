@@ -24,7 +24,8 @@ import torch
 
 
 def dot_product_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """All pairwise dot products: ``a`` is ``(..., n, d)``, ``b`` is ``(..., m, d)``; result ``(..., n, m)``."""
+    """All pairwise dot products: ``a`` is ``(..., n, d)``, ``b`` is ``(..., m, d)``; result
+    ``(..., n, m)``."""
     if a.shape[-1] != b.shape[-1]:
         raise ValueError(
             f"dot products need the same last dimension: got a {tuple(a.shape)} and "
@@ -34,7 +35,8 @@ def dot_product_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def naive_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """``exp(x) / sum(exp(x))`` as written: overflows to NaN once ``x`` exceeds about 88 in float32."""
+    """``exp(x) / sum(exp(x))`` as written: overflows to NaN once ``x`` exceeds about 88 in
+    float32."""
     e = torch.exp(x)
     return e / e.sum(dim=dim, keepdim=True)
 
@@ -94,7 +96,8 @@ def _check_inputs(q, k, v, mask) -> None:
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() < 2:
             raise ValueError(
-                f"{name} must have at least 2 dimensions (..., seq, dim), got shape {tuple(t.shape)}"
+                f"{name} must have at least 2 dimensions (..., seq, dim), got shape "
+                f"{tuple(t.shape)}"
             )
     shapes = f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if q.shape[-1] != k.shape[-1]:
@@ -118,7 +121,8 @@ def _check_inputs(q, k, v, mask) -> None:
             raise ValueError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
         if mask.dtype != torch.bool and not mask.is_floating_point():
             raise ValueError(
-                f"mask must be boolean (True = attend) or floating (additive), got dtype {mask.dtype}"
+                "mask must be boolean (True = attend) or floating (additive), got dtype "
+                f"{mask.dtype}"
             )
         scores = (*batch, q.shape[-2], k.shape[-2])
         try:
@@ -138,7 +142,8 @@ def attention_weights(
     is_causal: bool = False,
     scale: float | None = None,
 ) -> torch.Tensor:
-    """``softmax(q k^T * scale + mask)``, shape ``(..., L, S)``; ``scale`` defaults to ``1/sqrt(d_k)``."""
+    """``softmax(q k^T * scale + mask)``, shape ``(..., L, S)``; ``scale`` defaults to
+    ``1/sqrt(d_k)``."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = dot_product_similarity(q, k) * scale
     if is_causal:

@@ -19,7 +19,10 @@ from collections import Counter
 import numpy as np
 import torch
 
-from .train import classification_metrics, encode, length_bucketed_batches, pad_batch
+from .bert import mean_pooling
+from .metrics import classification_metrics
+from .settings import MAX_TOKENS
+from .train import encode, length_bucketed_batches, pad_batch
 
 TFIDF_C_GRID = (1.0, 3.0, 10.0, 30.0)
 
@@ -84,7 +87,7 @@ def mean_pooled_embeddings(
     texts: list[str],
     model: str = "minilm",
     batch_size: int = 128,
-    max_length: int = 128,
+    max_length: int = MAX_TOKENS,
     progress: bool = False,
 ) -> np.ndarray:
     r"""Sentence vectors from a frozen encoder: ``(N, hidden)``, L2-normalised.
@@ -110,8 +113,7 @@ def mean_pooled_embeddings(
     ):
         batch = pad_batch([ids[i] for i in b], pad_id=tokenizer.pad_token_id)
         h = encoder(**batch).last_hidden_state  # (B, L, hidden)
-        m = batch["attention_mask"].unsqueeze(-1).to(h.dtype)  # (B, L, 1)
-        e = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        e = mean_pooling(h, batch["attention_mask"])
         out[b] = torch.nn.functional.normalize(e, dim=-1).numpy()
     return out
 
@@ -126,7 +128,8 @@ def embedding_baseline(
     seed: int = 0,
     progress: bool = False,
 ) -> dict:
-    """Frozen mean-pooled MiniLM embeddings + logistic regression, trained on ``n_train`` pool tweets."""
+    """Frozen mean-pooled MiniLM embeddings + logistic regression, trained on ``n_train`` pool
+    tweets."""
     from sklearn.linear_model import LogisticRegression
 
     from .data import subsample

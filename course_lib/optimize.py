@@ -41,7 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_LENGTH = 128  # tokens; tweets average 32, so truncation almost never bites
+from .artifacts import checked_model_folder, labels_of, load_classifier
+from .metrics import macro_f1
+from .settings import MAX_TOKENS, artifacts_dir
+
 # Part of the cache key of exported files: change it whenever the export recipe changes.
 EXPORT_RECIPE = (
     "torch.onnx.export(dynamo) + eager attention; ort quantize_dynamic QInt8 per-channel; v2"
@@ -51,20 +54,6 @@ ONNX_OUTPUT = "logits"
 
 
 # --------------------------------------------------------------------------- where files go
-
-
-def artifacts_dir() -> Path:
-    """``$COURSE_ARTIFACTS`` if set, else ``artifacts/`` at the repository root (git-ignored).
-
-    When course_lib is installed outside a checkout, ``./artifacts`` of the working directory.
-    """
-    env = os.environ.get("COURSE_ARTIFACTS")
-    if env:
-        return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[1]
-    if (repo / "pyproject.toml").is_file():
-        return repo / "artifacts"
-    return Path.cwd() / "artifacts"
 
 
 def weights_fingerprint(model_dir: str | os.PathLike) -> str:
@@ -106,86 +95,11 @@ def _quiet(*loggers: str):
                 logger.setLevel(level)
 
 
-def _check_model_dir(model_dir) -> Path:
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ValueError(
-            f"model_dir must be a folder written by save_pretrained() (with config.json); "
-            f"got {str(model_dir)!r}"
-        )
-    return model_dir
-
-
-def tiny_classifier(
-    folder: str | os.PathLike,
-    labels: Sequence[str] = ("negative", "neutral", "positive"),
-    seed: int = 0,
-    hidden_size: int = 32,
-    num_layers: int = 2,
-) -> Path:
-    """Save a small, randomly initialised BERT classifier with the MiniLM tokenizer to ``folder``.
-
-    Same format as the fine-tuned model (``save_pretrained`` + tokenizer + ``id2label``), built
-    in about a second: for tests, and for trying the tools here without training first. Its
-    predictions are meaningless.
-    """
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from .models import packaged_model_dir
-
-    folder = Path(folder)
-    tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden_size,
-        max_position_embeddings=512,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-    )
-    torch.manual_seed(seed)
-    BertForSequenceClassification(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-# --------------------------------------------------------------------------- loading, tokenising
-
-
-def load_classifier(model_dir: str | os.PathLike, attn_implementation: str | None = None):
-    """``(model, tokenizer)`` from a ``save_pretrained`` folder; the model in eval mode, on CPU.
-
-    ``attn_implementation``: ``None`` for Hugging Face's default (``"sdpa"``, PyTorch's fused
-    kernel), or ``"eager"`` for the formula written out (what the ONNX export uses).
-    """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model_dir = _check_model_dir(model_dir)
-    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, **extra).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return model, tokenizer
-
-
-def labels_of(model_dir: str | os.PathLike) -> list[str]:
-    """Class names in index order, read from ``config.json``'s ``id2label``."""
-    import json
-
-    config = json.loads((_check_model_dir(model_dir) / "config.json").read_text())
-    id2label = config.get("id2label") or {}
-    if not id2label:
-        raise ValueError(f"{model_dir}/config.json has no id2label; expected one name per class")
-    return [id2label[str(i)] for i in range(len(id2label))]
-
-
 def tokenize(
-    tokenizer, texts: Sequence[str], max_length: int = MAX_LENGTH
+    tokenizer, texts: Sequence[str], max_length: int = MAX_TOKENS
 ) -> dict[str, np.ndarray]:
-    """Token ids and attention mask, both ``(n, T)`` int64, padded to the longest text (T <= max_length)."""
+    """Token ids and attention mask, both ``(n, T)`` int64, padded to the longest text (T <=
+    max_length)."""
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError(f"texts must be a non-empty list of strings, got {texts!r:.80}")
     enc = tokenizer(
@@ -194,7 +108,7 @@ def tokenize(
     return {name: enc[name].astype(np.int64) for name in ONNX_INPUTS}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax_rows(logits: np.ndarray) -> np.ndarray:
     """Row-wise ``exp(z - max z) / sum exp(z - max z)`` of ``(n, C)`` logits."""
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -284,7 +198,7 @@ class Variant:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """``(n, C)`` class probabilities, rows summing to 1."""
-        return softmax(self.logits(texts))
+        return softmax_rows(self.logits(texts))
 
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Class index per text, ``(n,)``, computed in batches."""
@@ -318,7 +232,7 @@ def torch_variant(
 
 def eager_fp32(model_dir: str | os.PathLike) -> Variant:
     """The fine-tuned model as saved: PyTorch fp32, eager mode."""
-    model_dir = _check_model_dir(model_dir)
+    model_dir = checked_model_folder(model_dir)
     model, tokenizer = load_classifier(model_dir)
     files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
     return torch_variant("pytorch fp32", model, tokenizer, files, labels=labels_of(model_dir))
@@ -345,7 +259,7 @@ def torch_dynamic_int8(
     """PyTorch dynamic int8. Its state dict is saved to ``out_dir`` so that its size is real."""
     import torch
 
-    model_dir = _check_model_dir(model_dir)
+    model_dir = checked_model_folder(model_dir)
     out_dir = Path(out_dir) if out_dir else cache_dir_for(model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, tokenizer = load_classifier(model_dir)
@@ -432,7 +346,7 @@ def onnx_files(
     model_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, refresh: bool = False
 ) -> tuple[Path, Path]:
     """``(fp32.onnx, int8.onnx)`` for a model folder: exported and quantised once, then cached."""
-    model_dir = _check_model_dir(model_dir)
+    model_dir = checked_model_folder(model_dir)
     out_dir = Path(out_dir) if out_dir else cache_dir_for(model_dir)
     fp32, int8 = out_dir / "model.onnx", out_dir / "model.int8.onnx"
     if refresh or not fp32.is_file():
@@ -477,7 +391,8 @@ def onnx_variant(
     threads: int | None = None,
     spinning: bool = True,
 ) -> Variant:
-    """Wrap an ONNX file (inputs ``input_ids``, ``attention_mask``; output ``logits``) as a ``Variant``."""
+    """Wrap an ONNX file (inputs ``input_ids``, ``attention_mask``; output ``logits``) as a
+    ``Variant``."""
     session = onnx_session(path, threads, spinning)
     expected = set(ONNX_INPUTS)
     got = {i.name for i in session.get_inputs()}
@@ -521,7 +436,8 @@ def onnx_int8(
 
 
 def prunable_weights(model) -> list[tuple[object, str]]:
-    """``(module, "weight")`` for every ``nn.Linear`` inside the encoder (not embeddings, not the head)."""
+    """``(module, "weight")`` for every ``nn.Linear`` inside the encoder (not embeddings, not the
+    head)."""
     import torch
 
     encoder = getattr(getattr(model, "base_model", model), "encoder", model)
@@ -561,7 +477,7 @@ def weight_sparsity(model) -> float:
 
 def pruned(model_dir: str | os.PathLike, sparsity: float, out_dir=None) -> Variant:
     """Magnitude-pruned fp32 variant, saved with ``save_pretrained`` so its size is real."""
-    model_dir = _check_model_dir(model_dir)
+    model_dir = checked_model_folder(model_dir)
     out_dir = Path(out_dir) if out_dir else cache_dir_for(model_dir)
     model, tokenizer = load_classifier(model_dir)
     pmodel = magnitude_prune(model, sparsity)
@@ -596,16 +512,6 @@ class Measurement:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "latencies_ms"}
-
-
-def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int | None = None) -> float:
-    """Unweighted mean over classes of ``F1_c = 2 P_c R_c / (P_c + R_c)`` (0 for an empty class)."""
-    from sklearn.metrics import f1_score
-
-    labels = list(range(num_classes)) if num_classes else None
-    return float(
-        f1_score(list(y_true), list(y_pred), average="macro", labels=labels, zero_division=0)
-    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -675,7 +581,7 @@ def measure(
     if sort_by_length:  # same order for every variant: lengths from the first one's tokenizer
         lengths = [
             len(ids)
-            for ids in variants[0].tokenizer(list(texts), truncation=True, max_length=MAX_LENGTH)[
+            for ids in variants[0].tokenizer(list(texts), truncation=True, max_length=MAX_TOKENS)[
                 "input_ids"
             ]
         ]
@@ -717,13 +623,15 @@ def format_table(rows: Sequence[Measurement], baseline: str | None = None) -> st
     for r in rows:
         lines.append(
             f"{r.name:<16}{r.size_mb:>9.1f}{r.p50_ms:>9.2f}{r.p95_ms:>9.2f}{r.throughput:>13.0f}"
-            f"{r.macro_f1:>10.4f}{r.accuracy:>10.4f}{r.sparsity:>10.2f}{base.p50_ms / r.p50_ms:>9.1f}x"
+            f"{r.macro_f1:>10.4f}{r.accuracy:>10.4f}{r.sparsity:>10.2f}"
+            f"{base.p50_ms / r.p50_ms:>9.1f}x"
         )
     return "\n".join(lines)
 
 
 def speedup(rows: Sequence[Measurement], slow: str, fast: str) -> float:
-    """p50 latency of ``slow`` divided by p50 latency of ``fast`` (both from the same ``measure`` run)."""
+    """p50 latency of ``slow`` divided by p50 latency of ``fast`` (both from the same ``measure``
+    run)."""
     by_name = {r.name: r for r in rows}
     missing = [n for n in (slow, fast) if n not in by_name]
     if missing:

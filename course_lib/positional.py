@@ -41,7 +41,8 @@ def _check_even(name: str, d: int) -> None:
 def sinusoidal_frequencies(
     d_model: int, base: float = DEFAULT_BASE, dtype=torch.float64
 ) -> torch.Tensor:
-    """``omega_i = base^(-2i/d)`` for ``i = 0 .. d/2 - 1``: shape ``(d/2,)``, from 1 down to about 1/base."""
+    """``omega_i = base^(-2i/d)`` for ``i = 0 .. d/2 - 1``: shape ``(d/2,)``, from 1 down to about
+    1/base."""
     _check_even("d_model", d_model)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)
     return (1.0 / base ** (two_i / d_model)).to(dtype)
@@ -50,7 +51,8 @@ def sinusoidal_frequencies(
 def sinusoidal_encoding(
     n_positions: int, d_model: int, base: float = DEFAULT_BASE, dtype=torch.float32
 ) -> torch.Tensor:
-    """The ``(n_positions, d_model)`` table ``PE(pos, 2i) = sin(pos * omega_i)``, ``PE(pos, 2i+1) = cos(pos * omega_i)``.
+    """The ``(n_positions, d_model)`` table ``PE(pos, 2i) = sin(pos * omega_i)``, ``PE(pos, 2i+1) =
+    cos(pos * omega_i)``.
 
     Computed in float64 and then cast, so large positions keep their precision.
     """
@@ -103,7 +105,8 @@ class SinusoidalPositionalEncoding(nn.Module):
 
 
 class LearnedPositionalEmbedding(nn.Module):
-    """``x + E[position_ids]`` with ``E`` a trainable ``(max_positions, d_model)`` table (BERT's kind).
+    """``x + E[position_ids]`` with ``E`` a trainable ``(max_positions, d_model)`` table (BERT's
+    kind).
 
     ``position_ids`` defaults to ``0 .. L-1``. Positions beyond ``max_positions`` simply do not
     exist: unlike the sinusoidal table, a learned table cannot extrapolate.
@@ -124,13 +127,15 @@ class LearnedPositionalEmbedding(nn.Module):
         if position_ids is None:
             if L > self.max_positions:
                 raise ValueError(
-                    f"x {tuple(x.shape)} has L={L} positions, more than max_positions={self.max_positions}"
+                    f"x {tuple(x.shape)} has L={L} positions, more than "
+                    f"max_positions={self.max_positions}"
                 )
             position_ids = torch.arange(L, device=x.device)
         position_ids = torch.as_tensor(position_ids, device=x.device)
         if position_ids.shape[-1] != L:
             raise ValueError(
-                f"position_ids has shape {tuple(position_ids.shape)}, expected (L,) or (B, L) with L={L}"
+                f"position_ids has shape {tuple(position_ids.shape)}, expected (L,) or (B, L) "
+                f"with L={L}"
             )
         if position_ids.numel() and (
             position_ids.min() < 0 or position_ids.max() >= self.max_positions
@@ -143,7 +148,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
     @classmethod
     def from_hf_bert(cls, model) -> LearnedPositionalEmbedding:
-        """Copy ``embeddings.position_embeddings`` of a Hugging Face BERT (``BertModel`` or a task model)."""
+        """Copy ``embeddings.position_embeddings`` of a Hugging Face BERT (``BertModel`` or a task
+        model)."""
         bert = getattr(model, "bert", model)  # BertForSequenceClassification -> BertModel
         table = getattr(getattr(bert, "embeddings", None), "position_embeddings", None)
         if not isinstance(table, nn.Embedding):
@@ -187,7 +193,8 @@ def shift_rotation_matrix(
     """The ``(d, d)`` matrix ``M_k`` with ``PE(pos + k) = M_k @ PE(pos)`` for every ``pos``.
 
     Pair ``(sin a, cos a)`` with ``a = pos * omega_i`` goes to ``(sin(a + b), cos(a + b))``,
-    ``b = k * omega_i``:  ``sin(a+b) = cos b sin a + sin b cos a``, ``cos(a+b) = -sin b sin a + cos b cos a``,
+    ``b = k * omega_i``:  ``sin(a+b) = cos b sin a + sin b cos a``, ``cos(a+b) = -sin b sin a + cos
+    b cos a``,
     so block i is ``[[cos b, sin b], [-sin b, cos b]]`` -- a rotation by ``-b`` because the pair is
     stored as (sin, cos). For a table with positions as rows: ``pe[k:] = pe[:-k] @ M_k.T``.
     """
@@ -209,7 +216,8 @@ def permutation_error(fn, x: torch.Tensor, perm: torch.Tensor) -> float:
     ``fn`` is permutation-equivariant, i.e. blind to the order of the positions."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(
-            f"x must be (B, L, d), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            "x must be (B, L, d), got "
+            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
         )
     perm = torch.as_tensor(perm)
     if sorted(perm.tolist()) != list(range(x.shape[1])):
@@ -242,7 +250,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def rope_angles(positions, head_dim: int, base: float = DEFAULT_BASE) -> torch.Tensor:
-    """``theta[m, i] = positions[m] * omega_i``, shape ``(L, head_dim/2)`` (float64), same ``omega_i`` as sinusoidal."""
+    """``theta[m, i] = positions[m] * omega_i``, shape ``(L, head_dim/2)`` (float64), same
+    ``omega_i`` as sinusoidal."""
     positions = torch.as_tensor(positions, dtype=torch.float64)
     if positions.dim() != 1:
         raise ValueError(f"positions must be 1-D (L,), got shape {tuple(positions.shape)}")
@@ -256,7 +265,8 @@ def rope_cos_sin(
     interleaved: bool = True,
     dtype=torch.float32,
 ):
-    """``cos`` and ``sin`` tables of shape ``(L, head_dim)``, each angle repeated for both features of its pair."""
+    """``cos`` and ``sin`` tables of shape ``(L, head_dim)``, each angle repeated for both features
+    of its pair."""
     theta = rope_angles(positions, head_dim, base)
     theta = theta.repeat_interleave(2, dim=-1) if interleaved else torch.cat((theta, theta), dim=-1)
     return theta.cos().to(dtype), theta.sin().to(dtype)
@@ -280,7 +290,8 @@ def apply_rope(
     positions = torch.arange(L) if positions is None else torch.as_tensor(positions)
     if positions.shape != (L,):
         raise ValueError(
-            f"positions has shape {tuple(positions.shape)}, expected (L,) = ({L},) for x {tuple(x.shape)}"
+            f"positions has shape {tuple(positions.shape)}, expected (L,) = ({L},) for x "
+            f"{tuple(x.shape)}"
         )
     cos, sin = rope_cos_sin(positions.cpu(), d, base, interleaved, dtype=x.dtype)
     cos, sin = cos.to(x.device), sin.to(x.device)
@@ -291,7 +302,8 @@ def apply_rope(
 def rope_rotation_matrix(
     position: float, head_dim: int, base: float = DEFAULT_BASE, dtype=torch.float32
 ) -> torch.Tensor:
-    """The ``(head_dim, head_dim)`` matrix ``R_m`` of ``apply_rope`` (interleaved) at position ``m``."""
+    """The ``(head_dim, head_dim)`` matrix ``R_m`` of ``apply_rope`` (interleaved) at position
+    ``m``."""
     _check_even("head_dim", head_dim)
     return block_rotation_matrix(float(position) * sinusoidal_frequencies(head_dim, base)).to(dtype)
 
@@ -299,12 +311,14 @@ def rope_rotation_matrix(
 def rope_score_matrix(
     q: torch.Tensor, k: torch.Tensor, n_positions: int, base: float = DEFAULT_BASE
 ) -> torch.Tensor:
-    """``S[m, n] = (R_m q) . (R_n k)`` for one query vector ``q`` and one key vector ``k`` ``(head_dim,)``
+    """``S[m, n] = (R_m q) . (R_n k)`` for one query vector ``q`` and one key vector ``k``
+    ``(head_dim,)``
     placed at every position: ``(n_positions, n_positions)``. With RoPE each diagonal
     ``n - m = const`` is constant."""
     if q.dim() != 1 or q.shape != k.shape:
         raise ValueError(
-            f"q and k must be vectors of the same length (head_dim,), got q {tuple(q.shape)}, k {tuple(k.shape)}"
+            f"q and k must be vectors of the same length (head_dim,), got q {tuple(q.shape)}, k "
+            f"{tuple(k.shape)}"
         )
     qs = apply_rope(q.expand(n_positions, -1), base=base)
     ks = apply_rope(k.expand(n_positions, -1), base=base)
@@ -343,11 +357,13 @@ class RotaryEmbedding(nn.Module):
 
 
 def check_sinusoidal_encoding(fn, verbose: bool = True):
-    """Checker for the exercise ``fn(n_positions, d_model) -> (n_positions, d_model)`` float32 table."""
+    """Checker for the exercise ``fn(n_positions, d_model) -> (n_positions, d_model)`` float32
+    table."""
     from .tooling.exercises import Case, check_exercise
 
     hint = (
-        "even columns 2i hold sin(pos / 10000**(2i/d)), odd columns 2i+1 hold cos of the SAME angle; "
+        "even columns 2i hold sin(pos / 10000**(2i/d)), odd columns 2i+1 hold cos of the SAME "
+        "angle; "
         "return float32."
     )
     cases = [
@@ -360,7 +376,8 @@ def check_sinusoidal_encoding(fn, verbose: bool = True):
 
 
 def check_shift_rotation_matrix(fn, verbose: bool = True):
-    """Checker for the exercise ``fn(k, d_model) -> (d_model, d_model)`` with ``PE(pos+k) = M_k PE(pos)``."""
+    """Checker for the exercise ``fn(k, d_model) -> (d_model, d_model)`` with ``PE(pos+k) = M_k
+    PE(pos)``."""
     from .tooling.exercises import Case, check_exercise
 
     hint = (
@@ -377,7 +394,8 @@ def check_shift_rotation_matrix(fn, verbose: bool = True):
 
 
 def check_apply_rope(fn, verbose: bool = True):
-    """Checker for the exercise ``fn(x (L, head_dim)) -> x`` rotated pairwise (interleaved) at positions 0..L-1."""
+    """Checker for the exercise ``fn(x (L, head_dim)) -> x`` rotated pairwise (interleaved) at
+    positions 0..L-1."""
     from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(4)

@@ -75,7 +75,8 @@ def is_whitespace(ch: str) -> bool:
 
 
 def is_punctuation(ch: str) -> bool:
-    """Every non-alphanumeric printable ASCII character (so ``$``, ``+``, ``^`` too), or any P* category."""
+    """Every non-alphanumeric printable ASCII character (so ``$``, ``+``, ``^`` too), or any P*
+    category."""
     cp = ord(ch)
     if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
         return True
@@ -157,7 +158,8 @@ class WordPieceTokenizer:
         for tok in SPECIAL_TOKENS:
             if tok not in vocab:
                 raise ValueError(
-                    f"the vocabulary has no {tok!r}; expected BERT's special tokens {SPECIAL_TOKENS}"
+                    f"the vocabulary has no {tok!r}; expected BERT's special tokens "
+                    f"{SPECIAL_TOKENS}"
                 )
         self.vocab = dict(vocab)
         self.ids_to_tokens = {i: t for t, i in self.vocab.items()}
@@ -182,9 +184,11 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_pretrained(cls, name: str | os.PathLike = "minilm", **overrides) -> WordPieceTokenizer:
-        """Read ``vocab.txt`` and the casing options of ``tokenizer_config.json`` from a model folder.
+        """Read ``vocab.txt`` and the casing options of ``tokenizer_config.json`` from a model
+        folder.
 
-        ``name`` is anything ``course_lib.models.resolve_model`` accepts ("minilm", a folder, a Hub id).
+        ``name`` is anything ``course_lib.models.resolve_model`` accepts ("minilm", a folder, a Hub
+        id).
         """
         from .models import resolve_model
 
@@ -246,7 +250,8 @@ class WordPieceTokenizer:
     # ------------------------------------------------------------------ step 2: pre-tokenise
 
     def pre_tokenize(self, normalized: str) -> list[str]:
-        """Words of already normalised text: split on whitespace and around each punctuation mark."""
+        """Words of already normalised text: split on whitespace and around each punctuation
+        mark."""
         return "".join(f" {c} " if is_punctuation(c) else c for c in normalized).split()
 
     def basic_tokenize(self, text: str) -> list[str]:
@@ -469,7 +474,8 @@ def check_wordpiece(fn, verbose: bool = True):
         Case(
             "toy: 'playx' fails at the end",
             ("playx", toy),
-            hint="a failure anywhere in the word makes the whole word ['[UNK]'], not a partial split.",
+            hint="a failure anywhere in the word makes the whole word ['[UNK]'], "
+            "not a partial split.",
         ),
     ]
     if real is not None:

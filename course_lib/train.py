@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -32,13 +31,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import ID2LABEL, LABEL2ID, LABELS, REPO_ROOT
+from .artifacts import (
+    CUSTOM_MODEL_NAME,
+    DEFAULT_MODEL_NAME,
+    FULL_MODEL_NAME,
+    is_complete_model_folder,
+    load_classifier,
+    model_folder,
+    read_training_summary,
+    save_classifier,
+)
+from .data import ID2LABEL, LABEL2ID, LABELS
+from .metrics import classification_metrics
+from .settings import MAX_TOKENS, NOTEBOOKS_DIR, env_flag
+from .tooling.environment import pick_device
 
-ARTIFACTS_DIR = REPO_ROOT / "artifacts"
-DEFAULT_MODEL_NAME = "minilm-tweets"
-FULL_MODEL_NAME = "minilm-tweets-full"
-FULL_RUN_RECORD = REPO_ROOT / "notebooks" / "measurements" / "05_full_setting.json"
-SUMMARY_FILE = "training_summary.json"
+FULL_RUN_RECORD = NOTEBOOKS_DIR / "measurements" / "05_full_setting.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,7 +68,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global L2 norm of the gradient
     freeze_embeddings: bool = True
     freeze_layers: int = 2  # lowest encoder layers kept frozen
-    max_length: int = 128  # tokens; tweets average about 30
+    max_length: int = MAX_TOKENS  # tokens per tweet; longer ones are cut (rare: lesson 05)
     bucket_batches: int = 50  # batches per length-sorted bucket
     evals_per_epoch: int = 2  # validation passes per epoch (points on the learning curve)
     patience: int = 2  # evaluations without a better validation macro-F1
@@ -92,8 +100,8 @@ def full_config(**overrides) -> TrainConfig:
 
 
 def full_requested() -> bool:
-    """True when the environment variable ``COURSE_FULL`` is set to something other than 0/empty."""
-    return os.environ.get("COURSE_FULL", "").strip() not in ("", "0", "false", "False")
+    """True when the environment variable ``COURSE_FULL`` is on (see ``settings.env_flag``)."""
+    return env_flag("COURSE_FULL")
 
 
 def config_from_env(**overrides) -> TrainConfig:
@@ -104,8 +112,9 @@ def config_from_env(**overrides) -> TrainConfig:
 # --------------------------------------------------------------------------------------------
 # Batching
 # --------------------------------------------------------------------------------------------
-def encode(tokenizer, texts: list[str], max_length: int = 128) -> list[list[int]]:
-    """Token ids of each text (with ``[CLS]``/``[SEP]``, truncated to ``max_length``, no padding)."""
+def encode(tokenizer, texts: list[str], max_length: int = MAX_TOKENS) -> list[list[int]]:
+    """Token ids of each text (with ``[CLS]``/``[SEP]``, truncated to ``max_length``, no
+    padding)."""
     if isinstance(texts, str):
         raise ValueError("encode() expects a list of texts, got a single str; wrap it in a list")
     return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
@@ -183,7 +192,8 @@ def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
 # Model, freezing, schedule
 # --------------------------------------------------------------------------------------------
 def load_pretrained_classifier(model: str = "minilm", num_labels: int = len(LABELS)):
-    """``(model, tokenizer)``: the pretrained encoder with a new, randomly initialised 3-way head."""
+    """``(model, tokenizer)``: the pretrained encoder with a new, randomly initialised 3-way
+    head."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .models import resolve_model
@@ -224,7 +234,8 @@ def warmup_linear_factor(step: int, warmup_steps: int, total_steps: int) -> floa
     .. math:: f(s) = \begin{cases} s / w & s < w \\ \max(0, (T - s) / (T - w)) & s \ge w \end{cases}
 
     with ``w = warmup_steps`` and ``T = total_steps``: a linear ramp from 0 to 1, then a linear
-    decay to 0 at the last step. (The same curve as ``transformers.get_linear_schedule_with_warmup``.)
+    decay to 0 at the last step. (The same curve as
+    ``transformers.get_linear_schedule_with_warmup``.)
     """
     if total_steps <= 0 or warmup_steps < 0:
         raise ValueError(
@@ -238,7 +249,7 @@ def warmup_linear_factor(step: int, warmup_steps: int, total_steps: int) -> floa
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; no weight decay on biases and LayerNorm weights."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim == 1 else decay).append(p)
     return torch.optim.AdamW(
@@ -251,71 +262,15 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
 
 
 # --------------------------------------------------------------------------------------------
-# Metrics and prediction
+# Prediction and evaluation (the metrics themselves are in course_lib.metrics)
 # --------------------------------------------------------------------------------------------
-def confusion_matrix(y_true, y_pred, num_classes: int = len(LABELS)) -> np.ndarray:
-    """``C[i, j]`` = number of examples of true class ``i`` predicted as ``j``: ``(K, K)`` int."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(
-            f"y_true has shape {y_true.shape}, y_pred {y_pred.shape}; expected equal shapes"
-        )
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    return cm
-
-
-def macro_f1_from_confusion(cm) -> float:
-    r"""Mean over classes of :math:`F_1 = 2PR/(P+R)`, with precision :math:`P = C_{kk}/\sum_i C_{ik}`
-    and recall :math:`R = C_{kk}/\sum_j C_{kj}` (0 where undefined, as scikit-learn does)."""
-    cm = torch.as_tensor(cm, dtype=torch.float64)
-    tp = cm.diagonal()
-    predicted, actual = cm.sum(0), cm.sum(1)
-    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
-    recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
-    denom = precision + recall
-    f1 = torch.where(
-        denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp)
-    )
-    return float(f1.mean())
-
-
-def classification_metrics(y_true, y_pred, labels: list[str] = LABELS) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support, and the confusion matrix."""
-    cm = confusion_matrix(y_true, y_pred, len(labels))
-    tp = np.diag(cm).astype(float)
-    predicted, actual = cm.sum(0), cm.sum(1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    f1 = np.divide(
-        2 * precision * recall,
-        precision + recall,
-        out=np.zeros_like(tp),
-        where=(precision + recall) > 0,
-    )
-    return {
-        "accuracy": float(tp.sum() / max(1, cm.sum())),
-        "macro_f1": float(f1.mean()),
-        "per_class": {
-            name: {
-                "precision": float(precision[k]),
-                "recall": float(recall[k]),
-                "f1": float(f1[k]),
-                "support": int(actual[k]),
-            }
-            for k, name in enumerate(labels)
-        },
-        "confusion": cm.tolist(),
-    }
-
-
 @torch.inference_mode()
 def predict_logits(
     model,
     tokenizer,
     texts: list[str],
     batch_size: int = 128,
-    max_length: int = 128,
+    max_length: int = MAX_TOKENS,
     device=None,
     progress: bool = False,
 ) -> np.ndarray:
@@ -344,7 +299,7 @@ def evaluate(
     texts: list[str],
     labels: list[int],
     batch_size: int = 128,
-    max_length: int = 128,
+    max_length: int = MAX_TOKENS,
     device=None,
 ) -> dict:
     """``classification_metrics`` plus mean cross-entropy ``loss`` and the ``logits``."""
@@ -383,7 +338,8 @@ def fine_tune(
     progress: bool = True,
     max_steps: int | None = None,
 ) -> TrainResult:
-    """Fine-tune ``config.model`` on the given data; return the model with its best validation weights.
+    """Fine-tune ``config.model`` on the given data; return the model with its best validation
+    weights.
 
     ``max_steps`` cuts training short (for tests). Seeds are fixed by ``config.seed``.
     """
@@ -394,11 +350,7 @@ def fine_tune(
             f"texts and labels differ in length: train {len(train_texts)} vs {len(train_labels)}, "
             f"validation {len(val_texts)} vs {len(val_labels)}"
         )
-    device = (
-        torch.device(device)
-        if device is not None
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    device = torch.device(device) if device is not None else pick_device()
     torch.manual_seed(config.seed)  # the new head's initial weights and dropout
     model, tokenizer = load_pretrained_classifier(config.model)
     freeze_lower_layers(model, config.freeze_embeddings, config.freeze_layers)
@@ -500,69 +452,24 @@ def fine_tune(
 
 
 # --------------------------------------------------------------------------------------------
-# Saving and the cached default model
+# The cached default model (saving and loading are in course_lib.artifacts)
 # --------------------------------------------------------------------------------------------
-def save_classifier(model, tokenizer, folder: str | Path, summary: dict | None = None) -> Path:
-    """Write ``model`` + ``tokenizer`` with ``save_pretrained`` (safetensors) to ``folder``, atomically.
-
-    The label names travel in ``config.json`` (``id2label`` / ``label2id``), so
-    ``transformers.pipeline("text-classification", model=folder)`` prints "positive", not "LABEL_2".
-    Everything is written to a temporary sibling folder first and renamed at the end.
-    """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    model.config.id2label = dict(ID2LABEL)
-    model.config.label2id = dict(LABEL2ID)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    os.chmod(
-        tmp, 0o755
-    )  # mkdtemp makes it private; the saved model should be readable like any folder
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if summary is not None:
-            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
-def is_complete_model_folder(folder: str | Path) -> bool:
-    """True when ``folder`` holds a finished save: config, safetensors weights, tokenizer."""
-    folder = Path(folder)
-    return all(
-        (folder / f).is_file()
-        for f in ("config.json", "model.safetensors", "tokenizer_config.json")
-    )
-
-
-def load_classifier(folder: str | Path, device=None):
-    """``(model, tokenizer)`` from a folder written by ``save_classifier``, in eval mode."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
-    if device is not None:
-        model.to(device)
-    return model.eval(), AutoTokenizer.from_pretrained(folder)
-
-
 def default_folder_for(config: TrainConfig) -> Path:
     """Where ``train_and_save`` puts a model: ``artifacts/minilm-tweets`` for the default setting,
     ``artifacts/minilm-tweets-full`` for FULL, ``artifacts/minilm-tweets-custom`` otherwise (so an
     experiment never overwrites the model later lessons use)."""
     if config == default_config():
-        return ARTIFACTS_DIR / DEFAULT_MODEL_NAME
+        return model_folder(DEFAULT_MODEL_NAME)
     if config == full_config():
-        return ARTIFACTS_DIR / FULL_MODEL_NAME
-    return ARTIFACTS_DIR / "minilm-tweets-custom"
+        return model_folder(FULL_MODEL_NAME)
+    return model_folder(CUSTOM_MODEL_NAME)
 
 
 def _jsonable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "logits"}
+
+
+REUSE_ENV = "COURSE_REUSE_MODELS"
 
 
 def train_and_save(
@@ -570,18 +477,39 @@ def train_and_save(
     folder: str | Path | None = None,
     device=None,
     progress: bool = True,
+    reuse: bool | None = None,
 ) -> tuple[TrainResult, dict, Path]:
     """The whole recipe on the course split: subsample the pool, fine-tune, test, save.
 
-    Returns ``(result, test_metrics, folder)``; the folder also gets ``training_summary.json``.
+    Returns ``(result, test_metrics, folder)``; the folder also gets ``training_summary.json``
+    (settings, timings, the loss of every step, the validation curve, test metrics).
+
+    ``reuse`` (default: the environment flag ``COURSE_REUSE_MODELS``): when ``folder`` already
+    holds a model trained with exactly this ``config``, load it and its recorded history instead
+    of training again. The browser tests use it right after the notebook tests trained the model.
     """
     from .data import load_split, subsample
 
+    if folder is None:
+        folder = default_folder_for(config)
+    folder = Path(folder)
+    test_texts, test_labels = load_split("test")
+    reuse = env_flag(REUSE_ENV) if reuse is None else reuse
+    if reuse and (result := _reused_result(config, folder)) is not None:
+        print(f"Reused the model saved in {folder.name} ({REUSE_ENV}=1); unset it to train again.")
+        test = evaluate(
+            result.model,
+            result.tokenizer,
+            test_texts,
+            test_labels,
+            config.eval_batch_size,
+            config.max_length,
+        )
+        return result, test, folder
     texts, labels = load_split("train")
     if config.train_size is not None:
         texts, labels = subsample(texts, labels, config.train_size, seed=config.seed)
     val_texts, val_labels = load_split("validation")
-    test_texts, test_labels = load_split("test")
     result = fine_tune(
         texts, labels, val_texts, val_labels, config, device=device, progress=progress
     )
@@ -607,13 +535,36 @@ def train_and_save(
         "best_validation": result.best,
         "stopped_early": result.stopped_early,
         "evaluations": result.evaluations,
+        "history": result.history,
         "test": _jsonable(test),
         "torch": torch.__version__,
     }
-    if folder is None:
-        folder = default_folder_for(config)
     save_classifier(result.model, result.tokenizer, folder, summary)
-    return result, test, Path(folder)
+    return result, test, folder
+
+
+def _reused_result(config: TrainConfig, folder: Path) -> TrainResult | None:
+    """The saved model and its recorded run, if ``folder`` holds one trained with ``config``."""
+    if not is_complete_model_folder(folder):
+        return None
+    try:
+        summary = read_training_summary(folder)
+    except FileNotFoundError:
+        return None
+    if summary.get("config") != asdict(config) or "history" not in summary:
+        return None
+    model, tokenizer = load_classifier(folder)
+    return TrainResult(
+        model,
+        tokenizer,
+        config,
+        history=summary["history"],
+        evaluations=summary["evaluations"],
+        best=summary["best_validation"],
+        train_seconds=summary["train_seconds"],
+        eval_seconds=summary["eval_seconds"],
+        stopped_early=summary["stopped_early"],
+    )
 
 
 def finetuned_model(
@@ -622,11 +573,12 @@ def finetuned_model(
     """Folder of the fine-tuned tweet classifier in ``artifacts/``, training it first if needed.
 
     ``full=False`` (default): the default setting, ``artifacts/minilm-tweets`` (a few minutes to
-    train on a laptop CPU). ``full=True``: the ``COURSE_FULL`` setting, ``artifacts/minilm-tweets-full``.
+    train on a laptop CPU). ``full=True``: the ``COURSE_FULL`` setting,
+    ``artifacts/minilm-tweets-full``.
     Load it with ``transformers.pipeline("text-classification", model=finetuned_model())`` or
     ``AutoModelForSequenceClassification.from_pretrained(finetuned_model())``.
     """
-    folder = ARTIFACTS_DIR / (FULL_MODEL_NAME if full else DEFAULT_MODEL_NAME)
+    folder = model_folder(FULL_MODEL_NAME if full else DEFAULT_MODEL_NAME)
     if is_complete_model_folder(folder):
         return folder
     if not train_if_missing:
@@ -646,14 +598,15 @@ def finetuned_model(
 
 def recorded_full_run() -> dict:
     """The committed record of one FULL run (``notebooks/measurements/05_full_setting.json``):
-    the command, the machine, and ``report``, the JSON that ``python -m course_lib.train --full`` printed."""
+    the command, the machine, and ``report``, the JSON that ``python -m course_lib.train --full``
+    printed."""
     return json.loads(FULL_RUN_RECORD.read_text())
 
 
 def training_summary(folder: str | Path | None = None) -> dict:
     """The ``training_summary.json`` saved next to a model (settings, timings, test metrics)."""
-    folder = Path(folder) if folder is not None else finetuned_model(train_if_missing=False)
-    return json.loads((folder / SUMMARY_FILE).read_text())
+    folder = folder if folder is not None else finetuned_model(train_if_missing=False)
+    return read_training_summary(folder)
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,6 +652,7 @@ def fine_tune_with_trainer(
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.lr,
         weight_decay=config.weight_decay,
+        # Transformers 5 reads a float below 1 as a fraction of all steps (warmup_ratio is gone).
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type="linear",
         max_grad_norm=config.grad_clip,
@@ -738,7 +692,10 @@ def check_pad_to_longest(fn, verbose: bool = True):
     """Checker for the dynamic-padding exercise: ``fn(sequences, pad_id) -> (B, L_max) int64``."""
     from .tooling.exercises import Case, check_exercise
 
-    hint = "make a (B, longest) tensor full of pad_id (dtype torch.long), then copy each sequence into its row."
+    hint = (
+        "make a (B, longest) tensor full of pad_id (dtype torch.long), "
+        "then copy each sequence into its row."
+    )
     cases = [
         Case("two sequences", ([[101, 7, 102], [101, 102]], 0), hint=hint),
         Case("already equal lengths", ([[1, 2], [3, 4]], 0), hint=hint),
@@ -750,40 +707,6 @@ def check_pad_to_longest(fn, verbose: bool = True):
         Case("one sequence", ([[101, 2023, 102]], 0), hint=hint),
     ]
     return check_exercise("dynamic padding", fn, pad_to_longest, cases, verbose=verbose).function
-
-
-def check_macro_f1(fn, verbose: bool = True):
-    """Checker for the macro-F1 exercise: ``fn(confusion (K, K)) -> float`` (rows = true class)."""
-    from .tooling.exercises import Case, check_exercise
-
-    def as_tensor(f):
-        return lambda cm: torch.as_tensor(float(f(cm)), dtype=torch.float64)
-
-    hint = (
-        "precision_k = C[k,k] / column sum k, recall_k = C[k,k] / row sum k, F1_k = 2PR/(P+R); "
-        "then the plain mean over classes."
-    )
-    cases = [
-        Case("perfect predictions", (torch.tensor([[5, 0, 0], [0, 3, 0], [0, 0, 2]]),), hint=hint),
-        Case(
-            "a mixed 3x3 matrix", (torch.tensor([[50, 10, 5], [8, 30, 2], [4, 6, 20]]),), hint=hint
-        ),
-        Case(
-            "a class never predicted",
-            (torch.tensor([[4, 1, 0], [2, 3, 0], [1, 1, 0]]),),
-            hint="when a class is never predicted its precision is 0/0: count it as 0 (as scikit-learn does).",
-        ),
-        Case("two classes", (torch.tensor([[7, 3], [1, 9]]),), hint=hint),
-    ]
-    result = check_exercise(
-        "macro-F1 from a confusion matrix",
-        as_tensor(fn),
-        as_tensor(macro_f1_from_confusion),
-        cases,
-        atol=1e-6,
-        verbose=verbose,
-    )
-    return fn if result.passed else macro_f1_from_confusion
 
 
 def check_warmup_linear_factor(fn, verbose: bool = True):
@@ -817,7 +740,8 @@ def check_warmup_linear_factor(fn, verbose: bool = True):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m course_lib.train [--full] [--trainer] [--threads N]``: train, test, save, print timings."""
+    """``python -m course_lib.train [--full] [--trainer] [--threads N]``: train, test, save, print
+    timings."""
     import argparse
 
     from .tooling.environment import setup

@@ -191,4 +191,12 @@ def doctor(load_model: bool = True, print_report: bool = True) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return 0 if doctor() else 1
+    """``python -m course_lib doctor [--skip-model]``: exit status 1 when a check fails."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m course_lib doctor", description=__doc__)
+    parser.add_argument(
+        "--skip-model", action="store_true", help="do not load the model (faster, less thorough)"
+    )
+    args = parser.parse_args(argv)
+    return 0 if doctor(load_model=not args.skip_model) else 1

@@ -13,6 +13,8 @@ import ipaddress
 import os
 import socket
 
+from ..settings import env_flag
+
 GUARD_ENV = "COURSE_OFFLINE_GUARD"
 LOG_ENV = "COURSE_OFFLINE_LOG"
 
@@ -95,19 +97,8 @@ def install_guard() -> None:
     socket.getaddrinfo = _guarded_getaddrinfo
 
 
-def uninstall_guard() -> None:
-    """Put the original socket functions back."""
-    if not _original:
-        return
-    socket.socket.connect = _original["connect"]
-    socket.socket.connect_ex = _original["connect_ex"]
-    socket.socket.sendto = _original["sendto"]
-    socket.getaddrinfo = _original["getaddrinfo"]
-    _original.clear()
-
-
 def guard_requested() -> bool:
-    return os.environ.get(GUARD_ENV, "") not in ("", "0")
+    return env_flag(GUARD_ENV)
 
 
 def install_guard_if_requested() -> bool:

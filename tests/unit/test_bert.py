@@ -42,7 +42,8 @@ def hf(folder):
 
 @pytest.fixture(scope="module")
 def batch(tok):
-    """A padded batch: 12 tweets of different lengths, plus a sentence pair (token types 0 and 1)."""
+    """A padded batch: 12 tweets of different lengths, plus a sentence pair (token types 0
+    and 1)."""
     with open(corpus_path(), encoding="latin-1", newline="") as f:
         texts = [row["text"] for _, row in zip(range(12), csv.DictReader(f))]
     texts[3] = "ok"

@@ -46,7 +46,8 @@ def test_hub_id_offline_gives_a_clear_error(monkeypatch):
 
 
 def test_hub_id_online_downloads_weights_not_pickles(monkeypatch, tmp_path):
-    """Where a network exists, a Hub id goes to snapshot_download (faked here: tests stay offline)."""
+    """Where a network exists, a Hub id goes to snapshot_download (faked here: tests stay
+    offline)."""
     import huggingface_hub
 
     calls = []

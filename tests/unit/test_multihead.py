@@ -80,7 +80,8 @@ def test_merge_heads_bad_shape_names_the_shape():
         merge_heads(torch.zeros(2, 3, 4))
 
 
-# ---------------------------------------------------------------- equality with torch.nn.MultiheadAttention
+# ---------------------------------------------------------------- equality with
+# torch.nn.MultiheadAttention
 
 
 def test_self_attention_equals_torch_with_per_head_weights():
@@ -329,7 +330,8 @@ def test_dropout_only_in_training_and_gradients_flow():
     assert x.grad is not None and m.q_proj.weight.grad is not None
 
 
-# ---------------------------------------------------------------- equality with Hugging Face BERT (MiniLM)
+# ---------------------------------------------------------------- equality with Hugging Face BERT
+# (MiniLM)
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,8 @@ def test_notebook_is_on_the_course_map(path):
 
 
 def test_readme_course_map_matches_measured_times():
-    """The README's map is pasted from ``python -m course_lib map``; it must not drift from timings.json."""
+    """The README's map is pasted from ``python -m course_lib map``; it must not drift from
+    timings.json."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     from course_lib.tooling.coursemap import course_map_markdown
 

@@ -1,4 +1,5 @@
-"""course_lib.optimize on a tiny random BERT classifier (built in a second, exported once per session)."""
+"""course_lib.optimize on a tiny random BERT classifier (built in a second, exported once per
+session)."""
 
 import os
 
@@ -7,8 +8,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_models import tiny_classifier
 
+from course_lib import artifacts, metrics
 from course_lib import optimize as O
+from course_lib import settings as course_settings
 
 TEXTS = [
     "what a great flight",
@@ -22,7 +26,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return O.tiny_classifier(tmp_path_factory.mktemp("tiny") / "model")
+    return tiny_classifier(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +42,18 @@ def onnx_paths(tiny, out_dir):
 @pytest.fixture(scope="module")
 def reference(tiny):
     """The Hugging Face model itself, the reference every variant is compared with."""
-    model, tokenizer = O.load_classifier(tiny)
+    model, tokenizer = artifacts.load_classifier(tiny)
     return model, tokenizer
 
 
 def hf_logits(reference, texts):
     model, tokenizer = reference
     enc = tokenizer(
-        texts, padding=True, truncation=True, max_length=O.MAX_LENGTH, return_tensors="pt"
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=course_settings.MAX_TOKENS,
+        return_tensors="pt",
     )
     with torch.no_grad():
         return model(**enc).logits.numpy()
@@ -53,7 +61,7 @@ def hf_logits(reference, texts):
 
 def test_softmax_rows_sum_to_one_and_match_torch():
     z = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32) * 30
-    p = O.softmax(z)
+    p = O.softmax_rows(z)
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(p, torch.softmax(torch.from_numpy(z), -1).numpy(), atol=1e-6)
 
@@ -64,16 +72,16 @@ def test_tokenize_shapes_and_bad_input(reference):
     assert batch["input_ids"].shape == batch["attention_mask"].shape
     assert batch["input_ids"].shape[0] == len(TEXTS) and batch["input_ids"].dtype == np.int64
     long = O.tokenize(reference[1], ["word " * 500])
-    assert long["input_ids"].shape[1] == O.MAX_LENGTH
+    assert long["input_ids"].shape[1] == course_settings.MAX_TOKENS
     for bad in ([], "a bare string"):
         with pytest.raises(ValueError, match="non-empty list"):
             O.tokenize(reference[1], bad)
 
 
 def test_labels_of_reads_id2label(tiny, tmp_path):
-    assert O.labels_of(tiny) == ["negative", "neutral", "positive"]
+    assert artifacts.labels_of(tiny) == ["negative", "neutral", "positive"]
     with pytest.raises(ValueError, match="save_pretrained"):
-        O.labels_of(tmp_path)
+        artifacts.labels_of(tmp_path)
 
 
 def test_eager_fp32_matches_hugging_face(tiny, reference):
@@ -201,8 +209,8 @@ def test_macro_f1_matches_hand_computation():
     y_true = [0, 0, 1, 1, 2, 2]
     y_pred = [0, 1, 1, 1, 2, 0]
     # class 0: P=1/2 R=1/2 F=1/2; class 1: P=2/3 R=1 F=0.8; class 2: P=1 R=1/2 F=2/3
-    assert O.macro_f1(y_true, y_pred) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
-    assert O.macro_f1([0, 1], [0, 0], num_classes=3) == pytest.approx((2 / 3 + 0 + 0) / 3)
+    assert metrics.macro_f1(y_true, y_pred) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert metrics.macro_f1([0, 1], [0, 0], num_classes=3) == pytest.approx((2 / 3 + 0 + 0) / 3)
 
 
 def test_percentile_and_its_error():
@@ -221,7 +229,7 @@ def test_measure_one_row_per_variant(tiny, onnx_paths, reference):
     for r, v in zip(rows, variants):
         assert len(r.latencies_ms) == 6 and 0 < r.p50_ms <= r.p95_ms
         assert r.throughput > 0 and r.size_mb == pytest.approx(v.size_bytes / 1e6)
-        assert r.macro_f1 == pytest.approx(O.macro_f1(labels, v.predict(TEXTS), 3))
+        assert r.macro_f1 == pytest.approx(metrics.macro_f1(labels, v.predict(TEXTS), 3))
         assert r.accuracy == pytest.approx(np.mean(v.predict(TEXTS) == np.array(labels)))
     unsorted = O.measure(
         variants,
@@ -257,7 +265,7 @@ def test_measure_rejects_bad_arguments(tiny):
 
 def test_artifacts_dir_and_fingerprint(tmp_path, monkeypatch, tiny):
     monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path / "art"))
-    assert O.artifacts_dir() == tmp_path / "art"
+    assert course_settings.artifacts_dir() == tmp_path / "art"
     assert O.cache_dir_for(tiny).parent == tmp_path / "art" / "optimize"
     first = O.weights_fingerprint(tiny)
     weights = tiny / "model.safetensors"

@@ -54,7 +54,8 @@ EDGE_CASES = [
     "Hello мир γειά σου مرحبا שלום नमस्ते",  # mixed scripts
     "ΟΔΟΣ ΣΟΦΙΑΣ",  # Greek capital sigma, lower-cased char by char
     "İstanbul ǅ ẞ ﬁ Ⅻ",  # special case mappings
-    "a\x00b\ufffdc\x07d\u200be\u00adf\ue000g",  # NUL, replacement char, controls, ZWSP, soft hyphen, private use
+    # NUL, replacement char, controls, ZWSP, soft hyphen, private use
+    "a\x00b\ufffdc\x07d\u200be\u00adf\ue000g",
     "[CLS] [SEP] [MASK] [PAD] [UNK] [mask] [ CLS ]",  # special tokens typed in the text
     "don't!!! ... $100 + 50% = ??? <html> a_b c-d e/f #tag @user",
     "http://t.co/9fud51v5YG via @dailycaller #deflategate",

@@ -1,4 +1,5 @@
-"""course_lib.train and course_lib.baselines: batching, schedule, metrics, a few real steps, saving."""
+"""course_lib.train and course_lib.baselines: batching, schedule, metrics, a few real steps,
+saving."""
 
 import json
 
@@ -8,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_lib import train
+from course_lib import artifacts, metrics, train
+from course_lib import settings as course_settings
 from course_lib.data import LABELS
 
 TEXTS = [
@@ -128,11 +130,11 @@ def test_metrics_match_scikit_learn(pairs):
     from sklearn import metrics as skm
 
     y_true, y_pred = zip(*pairs)
-    ours = train.classification_metrics(y_true, y_pred)
+    ours = metrics.classification_metrics(y_true, y_pred)
     assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
     sk_f1 = skm.f1_score(y_true, y_pred, average="macro", labels=[0, 1, 2], zero_division=0)
     assert ours["macro_f1"] == pytest.approx(sk_f1)
-    assert train.macro_f1_from_confusion(ours["confusion"]) == pytest.approx(sk_f1)
+    assert metrics.macro_f1_from_confusion(ours["confusion"]) == pytest.approx(sk_f1)
     assert ours["confusion"] == skm.confusion_matrix(y_true, y_pred, labels=[0, 1, 2]).tolist()
     p, r, _, s = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=[0, 1, 2], zero_division=0
@@ -145,7 +147,7 @@ def test_metrics_match_scikit_learn(pairs):
 
 def test_confusion_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="expected equal shapes"):
-        train.confusion_matrix([0, 1], [0])
+        metrics.confusion_matrix([0, 1], [0])
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -193,11 +195,11 @@ def test_fine_tune_rejects_length_mismatch():
 def test_save_reload_with_pipeline(tiny_run, tmp_path):
     from transformers import pipeline
 
-    folder = train.save_classifier(
+    folder = artifacts.save_classifier(
         tiny_run.model, tiny_run.tokenizer, tmp_path / "clf", {"note": "test"}
     )
-    assert train.is_complete_model_folder(folder)
-    assert json.loads((folder / train.SUMMARY_FILE).read_text()) == {"note": "test"}
+    assert artifacts.is_complete_model_folder(folder)
+    assert json.loads((folder / artifacts.SUMMARY_FILE).read_text()) == {"note": "test"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf"]  # no temp folder left behind
     clf = pipeline("text-classification", model=str(folder))
     out = clf(TEXTS[:3])
@@ -212,24 +214,27 @@ def test_save_is_atomic_on_failure(tiny_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tiny_run.tokenizer, "save_pretrained", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        train.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / "clf")
+        artifacts.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / "clf")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_finetuned_model_uses_cache_and_says_when_missing(tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "ARTIFACTS_DIR", tmp_path)
+    monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="Run lesson 05"):
         train.finetuned_model(train_if_missing=False)
     (tmp_path / train.DEFAULT_MODEL_NAME).mkdir()  # a half-written folder does not count
     (tmp_path / train.DEFAULT_MODEL_NAME / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError):
         train.finetuned_model(train_if_missing=False)
-    train.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / train.DEFAULT_MODEL_NAME)
+    artifacts.save_classifier(
+        tiny_run.model, tiny_run.tokenizer, tmp_path / train.DEFAULT_MODEL_NAME
+    )
     assert train.finetuned_model() == tmp_path / train.DEFAULT_MODEL_NAME
 
 
-def test_artifacts_dir_is_repo_root_and_ignored():
-    root = train.ARTIFACTS_DIR.parent
+def test_artifacts_dir_is_repo_root_and_ignored(monkeypatch):
+    monkeypatch.delenv("COURSE_ARTIFACTS", raising=False)
+    root = course_settings.artifacts_dir().parent
     assert (root / "pyproject.toml").is_file()
     assert "artifacts/" in (root / ".gitignore").read_text().split()
 
@@ -263,7 +268,9 @@ def test_recorded_full_run_agrees_with_the_split_and_itself():
     assert report["best_validation"] == best
     cm = np.array(report["test"]["confusion"])
     assert cm.sum() == len(load_split("test")[0])
-    assert report["test"]["macro_f1"] == pytest.approx(train.macro_f1_from_confusion(cm), abs=1e-9)
+    assert report["test"]["macro_f1"] == pytest.approx(
+        metrics.macro_f1_from_confusion(cm), abs=1e-9
+    )
     assert report["test"]["accuracy"] == pytest.approx(np.trace(cm) / cm.sum(), abs=1e-9)
     assert record["elapsed_seconds"] >= report["wall_seconds"] >= report["train_seconds"]
 
@@ -282,9 +289,9 @@ def test_checkers_accept_reference_and_reject_wrong(capsys):
             p, r = np.nan_to_num(tp / cm.sum(0)), np.nan_to_num(tp / cm.sum(1))
             return float(np.nan_to_num(2 * p * r / (p + r)).mean())
 
-    assert train.check_macro_f1(mine) is mine
+    assert metrics.check_macro_f1(mine) is mine
     micro = lambda cm: float(np.trace(np.asarray(cm)) / np.asarray(cm).sum())  # noqa: E731
-    assert train.check_macro_f1(micro) is train.macro_f1_from_confusion
+    assert metrics.check_macro_f1(micro) is metrics.macro_f1_from_confusion
 
     def unsolved(*a):
         raise NotImplementedError
@@ -345,3 +352,24 @@ def test_experiments_never_overwrite_the_default_model():
     assert train.default_folder_for(train.default_config()).name == train.DEFAULT_MODEL_NAME
     assert train.default_folder_for(train.full_config()).name == train.FULL_MODEL_NAME
     assert train.default_folder_for(train.default_config(lr=1e-4)).name == "minilm-tweets-custom"
+
+
+def test_reuse_loads_only_a_model_trained_with_the_same_config(tiny_run, tmp_path):
+    from dataclasses import asdict
+
+    config = tiny_run.config
+    summary = {
+        "config": asdict(config),
+        "history": tiny_run.history,
+        "evaluations": tiny_run.evaluations,
+        "best_validation": tiny_run.best,
+        "train_seconds": 1.0,
+        "eval_seconds": 0.5,
+        "stopped_early": False,
+    }
+    folder = artifacts.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / "m", summary)
+    reused = train._reused_result(config, folder)
+    assert reused is not None and reused.history == tiny_run.history
+    assert torch.equal(reused.model.classifier.weight, tiny_run.model.classifier.weight)
+    assert train._reused_result(train.default_config(lr=1e-3), folder) is None
+    assert train._reused_result(config, tmp_path / "missing") is None
