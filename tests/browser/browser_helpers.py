@@ -31,6 +31,7 @@ SCREENSHOTS_DIR = REPO_ROOT / "build" / "screenshots"
 
 SKIP_ENV = "COURSE_SKIP_BROWSER_TESTS"
 CHROMIUM_ENV = "COURSE_CHROMIUM"
+WIDGET_STATE_MIMETYPE = "application/vnd.jupyter.widget-state+json"
 WIDGET_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
 # Root user, no network, no GPU: the flags the course machines need (see COURSE_DESIGN.md).
@@ -230,6 +231,9 @@ def start_jupyterlab(root_dir: Path, work_dir: Path, *, startup_timeout: float =
         JUPYTER_CONFIG_DIR=str(work_dir / "config"),  # ignore the user's ~/.jupyter
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",
+        # Lessons that train load the model the notebook tests just trained with the same
+        # settings (nbval proved the training); see course_lib.train.train_and_save.
+        COURSE_REUSE_MODELS="1",
     )
     port = free_port()
     argv = [
@@ -270,6 +274,37 @@ def notebook_has_widgets(path: Path) -> bool:
             if WIDGET_MIMETYPE in (output.get("data") or {}):
                 return True
     return False
+
+
+# Widget models that only show something (progress bars, boxes, text): their saved state renders
+# without a kernel. Any other model (a slider, a text box, a button) is a control a learner drives.
+DISPLAY_ONLY_MODELS = {
+    "BoxModel",
+    "HBoxModel",
+    "VBoxModel",
+    "GridBoxModel",
+    "FloatProgressModel",
+    "IntProgressModel",
+    "HTMLModel",
+    "HTMLMathModel",
+    "LabelModel",
+    "OutputModel",
+    "ImageModel",
+    "LayoutModel",
+    "ProgressStyleModel",
+    "HTMLStyleModel",
+    "HTMLMathStyleModel",
+    "LabelStyleModel",
+    "DescriptionStyleModel",
+}
+
+
+def interactive_widget_models(path: Path) -> set[str]:
+    """Model names of the controls in the notebook's saved widget state (empty: none)."""
+    metadata = json.loads(Path(path).read_text(encoding="utf-8")).get("metadata", {})
+    state = metadata.get("widgets", {}).get(WIDGET_STATE_MIMETYPE, {}).get("state", {})
+    names = {model.get("model_name", "") for model in state.values()}
+    return {name for name in names if name and name not in DISPLAY_ONLY_MODELS}
 
 
 def notebook_url(base_url: str, relative_path: str, workspace: str) -> str:
@@ -324,13 +359,13 @@ _JS_WIDGET_CLOSED = """
     return !!(out && out.classList.contains('lm-mod-hidden') && !out.querySelector('.jupyter-widgets'));
   };"""
 
-# True once every markdown cell is rendered, every widget output shows a widget or an error,
-# and every image has loaded.
-JS_SETTLED = f"""() => {{
+# True once every markdown cell is rendered, every image has loaded, and (when a kernel backs the
+# widgets, ``widgetsLive``) every widget output shows a widget or an error.
+JS_SETTLED = f"""(widgetsLive) => {{
   const panel = {JS_PANEL};{_JS_WIDGET_CLOSED}
   for (const cell of panel.content.widgets) {{
     if (cell.model.type === 'markdown' && !cell.rendered) return false;
-    if (cell.model.type !== 'code') continue;
+    if (cell.model.type !== 'code' || !widgetsLive) continue;
     const outputs = cell.model.outputs;
     const children = cell.outputArea.widgets;
     for (let i = 0; i < outputs.length; i++) {{
