@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: setup lab test unit notebooks-test browser-test doctor student execute-notebooks clean
+.PHONY: setup lab test lint unit notebooks-test browser-test doctor student execute-notebooks clean
 
 setup: $(STAMP)
 
@@ -20,9 +20,14 @@ lab: setup
 	$(BIN)/python -m course_lib doctor || true
 	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
 
-# Unit tests, then every notebook with nbval, then the real-browser tests.
-test: setup
+# Lint first (a style error fails in seconds), then unit tests, every notebook with nbval, and
+# the real-browser tests, in one pytest run (its last lines list the slowest tests).
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/unit notebooks tests/browser
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 unit: setup
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/unit
