@@ -1,12 +1,10 @@
 """Size, latency, throughput and macro-F1 of every optimised variant of the fine-tuned model.
 
-    .venv/bin/python benchmarks/latency.py                  # the table of lesson 06
-    .venv/bin/python benchmarks/latency.py --threads 2      # two inference threads for every
-    variant
-    .venv/bin/python benchmarks/latency.py --check          # exit 1 unless the lesson's target
-    holds
+    .venv/bin/python benchmarks/latency.py              # the table of lesson 06
+    .venv/bin/python benchmarks/latency.py --threads 2  # two inference threads per variant
+    .venv/bin/python benchmarks/latency.py --check      # exit 1 unless the target holds
 
-Target (issue 6): ONNX Runtime int8 at least 4x faster than PyTorch eager fp32 at batch 1 (p50,
+Target (set for lesson 06): ONNX Runtime int8 at least 4x faster than PyTorch eager fp32 at batch 1 (p50,
 same run), with test macro-F1 within 1 point of fp32. Run it on a quiet machine: other busy
 processes inflate every latency (the rounds are interleaved, so the ratio suffers least).
 """
