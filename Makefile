@@ -54,11 +54,11 @@ agenda: setup
 execute-notebooks: setup
 	$(BIN)/python tools/execute_notebooks.py notebooks/[0-9][0-9]_*.ipynb
 
-# Every pinned requirement as wheels in build/wheelhouse/ (this OS and Python; on Linux the CPU
-# torch). BUNDLE_FLAGS: e.g. --platform win_amd64 --python-version 3.11, or --torch-index URL.
+# Every pinned requirement as wheels in build/wheelhouse/ (this OS and the venv's Python; on Linux
+# the CPU torch). BUNDLE_FLAGS: e.g. --platform win_amd64 --python-version 3.11, --torch-index URL.
 BUNDLE_FLAGS ?=
-bundle:
-	$(PYTHON) -m course_lib bundle $(BUNDLE_FLAGS)
+bundle: setup
+	$(BIN)/python -m course_lib bundle $(BUNDLE_FLAGS)
 
 pack-model: setup
 	$(BIN)/python -m course_lib pack-model

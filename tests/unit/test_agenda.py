@@ -97,3 +97,17 @@ def test_real_agenda_fits_one_day_and_uses_the_measured_times(capsys):
     timings = json.loads((NOTEBOOKS_DIR / "timings.json").read_text())
     assert f"compute {timings['05_fine_tuning.ipynb']['seconds'] / 60:.1f} min" in text
     assert "Day 2" not in text and "**Lunch**" in text and "**Break**" in text
+
+
+def test_the_guide_shows_the_agenda_as_printed_from_timings_json():
+    """docs/instructor.md pastes `python -m course_lib agenda`; it must not drift from the data."""
+    table = [
+        line
+        for line in agenda.agenda_markdown(NOTEBOOKS_DIR, "09:00", "core").splitlines()
+        if line.startswith("|")
+    ]
+    guide = (NOTEBOOKS_DIR.parent / "docs" / "instructor.md").read_text().splitlines()
+    start = guide.index(table[0])
+    assert guide[start : start + len(table)] == table, (
+        "docs/instructor.md's agenda differs from `python -m course_lib agenda`: paste it again"
+    )
