@@ -24,7 +24,7 @@ from pathlib import Path
 from ..settings import BUILD_DIR, NOTEBOOKS_DIR
 
 TIMINGS = NOTEBOOKS_DIR / "timings.json"
-DEFAULT_CELL_TIMEOUT = 900
+DEFAULT_CELL_TIMEOUT = 1800  # lesson 05 trains in one cell: minutes on a slow laptop
 # Beyond nbclient's own per-cell limit, our guard waits this much longer before calling it a hang.
 HANG_GRACE = 30
 
