@@ -1,12 +1,15 @@
-# The course's two commands: `make lab` (set up, open the course) and `make test` (set up, run
-# every test). Both can be run again safely: setup only reinstalls when requirements change.
+# Learners: `make lab` (set up, build the learner copies in learner/, open JupyterLab on them; a
+# copy you edited is never overwritten). Instructors: `make lab-instructor` (notebooks/, solved).
+# Maintainers: `make test`. All can be run again safely: setup only reinstalls when requirements
+# change. `make bundle` downloads every pinned requirement for an install with no internet.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
 
-.PHONY: setup lab test lint unit notebooks-test browser-test doctor student execute-notebooks clean
+.PHONY: setup lab lab-instructor test lint unit notebooks-test browser-test doctor student agenda \
+	execute-notebooks bundle pack-model clean
 
 setup: $(STAMP)
 
@@ -16,9 +19,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --no-deps -e .
 	touch $(STAMP)
 
+# `course_lib lab` builds/refreshes learner/ (edits kept) and passes --allow-root when run as root.
 lab: setup
 	$(BIN)/python -m course_lib doctor || true
-	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
+	$(BIN)/python -m course_lib lab
+
+lab-instructor: setup
+	$(BIN)/python -m course_lib lab --instructor
 
 # Lint first (a style error fails in seconds), then unit tests, every notebook with nbval, and
 # the real-browser tests, in one pytest run (its last lines list the slowest tests).
@@ -44,9 +51,22 @@ doctor: setup
 student: setup
 	$(BIN)/python -m course_lib student
 
-# Maintainers: re-execute every notebook top to bottom in a fresh kernel and store the outputs.
+agenda: setup
+	$(BIN)/python -m course_lib agenda
+
+# Maintainers: re-execute every notebook top to bottom in a fresh kernel and store the outputs
+# (records notebooks/timings.json). Instructors checking a laptop: python -m course_lib run --no-write
 execute-notebooks: setup
-	$(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb
+	$(BIN)/python tools/execute_notebooks.py notebooks/[0-9][0-9]_*.ipynb
+
+# Every pinned requirement as wheels in build/wheelhouse/ (this OS and the venv's Python; on Linux
+# the CPU torch). BUNDLE_FLAGS: e.g. --platform win_amd64 --python-version 3.11, --torch-index URL.
+BUNDLE_FLAGS ?=
+bundle: setup
+	$(BIN)/python -m course_lib bundle $(BUNDLE_FLAGS)
+
+pack-model: setup
+	$(BIN)/python -m course_lib pack-model
 
 clean:
 	rm -rf build .pytest_cache

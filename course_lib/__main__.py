@@ -1,43 +1,96 @@
-"""Command line: ``python -m course_lib doctor | student | serve ...``."""
+"""Command line: ``python -m course_lib VERB [options]``; ``--help`` lists every verb.
+
+Each verb is one line of ``VERBS``: its module, the function that takes the remaining arguments,
+and one line of help. Modules are imported only when their verb runs, so ``--help`` is instant.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-USAGE = """usage: python -m course_lib COMMAND [options]
+# verb: (module, function(argv) -> exit status, one line for --help)
+VERBS: dict[str, tuple[str, str, str]] = {
+    "doctor": (
+        "course_lib.tooling.checkup",
+        "main",
+        "check this machine for the course (exit status 1 when something fails)",
+    ),
+    "lab": (
+        "course_lib.tooling.student",
+        "lab_main",
+        "build learner copies (edits kept), open JupyterLab on them; --instructor: notebooks/",
+    ),
+    "student": (
+        "course_lib.tooling.student",
+        "main",
+        "write learner copies to learner/ (solutions stubbed; an edited copy is never overwritten)",
+    ),
+    "run": (
+        "course_lib.tooling.runner",
+        "main",
+        "execute notebooks headless with a timing table; --html exports to build/html/",
+    ),
+    "map": (
+        "course_lib.__main__",
+        "print_map",
+        "print the course map with measured notebook run times (Markdown)",
+    ),
+    "agenda": (
+        "course_lib.tooling.agenda",
+        "main",
+        "print the day's clock agenda (Markdown); --start 09:00 --track core|full",
+    ),
+    "pack-model": (
+        "course_lib.tooling.packing",
+        "pack_main",
+        "pack the fine-tuned model in artifacts/ into one archive (for slow laptops)",
+    ),
+    "unpack-model": (
+        "course_lib.tooling.packing",
+        "unpack_main",
+        "unpack a pack-model archive into artifacts/ (lessons 06-10 then skip training)",
+    ),
+    "bundle": (
+        "course_lib.tooling.bundle",
+        "main",
+        "download every pinned requirement into build/wheelhouse/ for an offline install",
+    ),
+    "serve": ("course_lib.serve", "main", "serve a fine-tuned model over HTTP (see serve --help)"),
+}
 
-commands:
-  doctor     check this machine for the course (exit status 1 when something fails)
-  student    write student versions of the notebooks (solutions replaced by stubs)
-  serve      serve a fine-tuned model over HTTP (see --help)
-  map        print the course map with measured notebook run times (Markdown)
-"""
+
+def print_map(argv: list[str]) -> int:
+    """``map``: the course map as Markdown, with links into notebooks/ (as the README has it)."""
+    from .tooling.coursemap import course_map_markdown
+
+    if argv:
+        print("usage: python -m course_lib map   (takes no options)")
+        return 0 if argv[0] in ("-h", "--help") else 2
+    print(course_map_markdown(link_prefix="notebooks/"))
+    return 0
+
+
+def usage() -> str:
+    width = max(map(len, VERBS))
+    lines = ["usage: python -m course_lib VERB [options]   (VERB --help for its options)", ""]
+    lines += ["verbs:"] + [f"  {verb:<{width}}  {text}" for verb, (_, _, text) in VERBS.items()]
+    lines += ["", "The hackathon scorer (lesson 10 / score) is added with lesson 10."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
         return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
-    if command == "doctor":
-        from .tooling.checkup import main as run
-    elif command == "student":
-        from .tooling.student import main as run
-    elif command == "map":
-        from .tooling.coursemap import course_map_markdown
-
-        print(course_map_markdown(link_prefix="notebooks/"))
-        return 0
-    elif command == "serve":
-        from .serve import main as run
-    else:
-        print(
-            f"unknown command {command!r}; expected one of: doctor, student, serve, map\n\n{USAGE}",
-            file=sys.stderr,
-        )
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"unknown verb {verb!r}; expected one of: {', '.join(VERBS)}\n", file=sys.stderr)
+        print(usage(), file=sys.stderr)
         return 2
-    return run(rest)
+    module, function, _ = VERBS[verb]
+    return getattr(importlib.import_module(module), function)(rest)
 
 
 if __name__ == "__main__":

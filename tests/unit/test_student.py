@@ -53,3 +53,121 @@ def test_student_version_of_lesson_01_hides_answers_and_still_runs(tmp_path):
         o.get("text", "") for c in node.cells if c.cell_type == "code" for o in c.outputs
     )
     assert printed.count("[skipped]") == 2 and "not solved yet" in printed
+
+
+# ----------------------------------------------------------------- learner copies keep edits
+
+REPO = NOTEBOOKS.parent
+
+
+def _fake_lesson(folder: Path, name: str, answer: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A lesson"),
+        nbformat.v4.new_code_cell(f"# BEGIN SOLUTION\n{answer}\n# END SOLUTION"),
+    ]
+    nb.cells[1].metadata["tags"] = ["solution"]
+    path = folder / name
+    nbformat.write(nb, path)
+    return path
+
+
+def _actions(results) -> dict:
+    return {r.path.name: r.action for r in results}
+
+
+def test_learner_build_writes_stubs_and_ignores_itself(tmp_path):
+    src, out = tmp_path / "notebooks", tmp_path / "learner"
+    src.mkdir()
+    _fake_lesson(src, "01_a.ipynb", "x = 42")
+    assert _actions(student.write_student_versions(src, out)) == {"01_a.ipynb": "written"}
+    text = (out / "01_a.ipynb").read_text()
+    assert "x = 42" not in text and "NotImplementedError" in text
+    assert (out / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_unedited_copy_follows_the_lesson_and_edited_copy_is_kept(tmp_path):
+    src, out = tmp_path / "notebooks", tmp_path / "learner"
+    src.mkdir()
+    _fake_lesson(src, "01_a.ipynb", "x = 1")
+    _fake_lesson(src, "02_b.ipynb", "y = 1")
+    student.write_student_versions(src, out)
+    again = student.write_student_versions(src, out)
+    assert _actions(again) == {"01_a.ipynb": "unchanged", "02_b.ipynb": "unchanged"}
+
+    edited = out / "02_b.ipynb"
+    mine = edited.read_text().replace("raise NotImplementedError", "y = 'my answer'  # ")
+    edited.write_text(mine)
+    # Lesson unchanged: the edit is kept and nothing is written beside it.
+    assert _actions(student.write_student_versions(src, out))["02_b.ipynb"] == "kept"
+    assert edited.read_text() == mine and not (out / "02_b.new.ipynb").exists()
+
+    # Both lessons change: the untouched copy is updated, the edited one kept with a new one beside.
+    (src / "01_a.ipynb").write_text((src / "01_a.ipynb").read_text().replace("A lesson", "Better"))
+    (src / "02_b.ipynb").write_text((src / "02_b.ipynb").read_text().replace("A lesson", "Better"))
+    results = student.write_student_versions(src, out)
+    assert _actions(results) == {"01_a.ipynb": "updated", "02_b.ipynb": "kept+new"}
+    assert "Better" in (out / "01_a.ipynb").read_text()
+    assert edited.read_text() == mine
+    assert "Better" in (out / "02_b.new.ipynb").read_text()
+    described = [r.describe() for r in results]
+    assert "02_b.new.ipynb" in described[1] and "KEPT" in described[1]
+
+
+def test_copy_of_unknown_origin_is_never_overwritten(tmp_path):
+    src, out = tmp_path / "notebooks", tmp_path / "learner"
+    src.mkdir()
+    out.mkdir()
+    _fake_lesson(src, "01_a.ipynb", "x = 1")
+    (out / "01_a.ipynb").write_text("my own notes")  # no manifest entry: treat as the learner's
+    assert _actions(student.write_student_versions(src, out)) == {"01_a.ipynb": "kept+new"}
+    assert (out / "01_a.ipynb").read_text() == "my own notes"
+
+
+def test_make_lab_builds_learner_copies_and_an_edit_survives_a_second_run(tmp_path):
+    """`make lab` runs `python -m course_lib lab`; its build step, run twice, keeps the edit."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make"):
+        dry = subprocess.run(
+            ["make", "-n", "-C", str(REPO), "lab", "STAMP=Makefile"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "-m course_lib lab" in dry, dry
+    from course_lib.__main__ import main
+
+    out = tmp_path / "learner"
+    assert main(["lab", "--build-only", "--out", str(out)]) == 0
+    lesson = out / "01_attention.ipynb"
+    nb = json.loads(lesson.read_text())
+    nb["cells"][0]["source"] = "# My notes: softmax is a soft argmax\n"
+    lesson.write_text(json.dumps(nb))
+    assert main(["lab", "--build-only", "--out", str(out)]) == 0
+    assert "My notes" in lesson.read_text()
+    assert not (out / "01_attention.new.ipynb").exists()  # the lesson itself did not change
+
+
+def test_lab_command_allows_root_only_when_root():
+    as_root = student.lab_command("00_welcome.ipynb", as_root=True)
+    assert as_root[-1] == "--allow-root" and as_root[1:4] == ["-m", "jupyter", "lab"]
+    assert "--allow-root" not in student.lab_command("00_welcome.ipynb", as_root=False)
+
+
+def test_lab_as_root_warns_and_starts_with_allow_root(tmp_path, monkeypatch, capsys):
+    started = {}
+
+    class Done:
+        returncode = 0
+
+    def fake_run(command, cwd):
+        started.update(command=command, cwd=cwd)
+        return Done()
+
+    monkeypatch.setattr(student, "running_as_root", lambda: True)
+    monkeypatch.setattr("subprocess.run", fake_run)
+    assert student.lab_main(["--out", str(tmp_path / "learner")]) == 0
+    assert "--allow-root" in started["command"] and started["cwd"] == tmp_path / "learner"
+    assert "00_welcome.ipynb" in started["command"]
+    assert "running as root" in capsys.readouterr().err

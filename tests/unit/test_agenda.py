@@ -1,0 +1,113 @@
+import json
+import re
+
+import nbformat
+import pytest
+
+from course_lib.settings import NOTEBOOKS_DIR
+from course_lib.tooling import agenda
+
+
+def _lesson(folder, name, minutes=None, optional=(), heading="# 05 · A title"):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(heading + "\n\ntext")]
+    if minutes is not None:
+        nb.metadata["course"] = {"learner_minutes": minutes, "optional": list(optional)}
+    nbformat.write(nb, folder / name)
+
+
+def _timings(folder, **seconds):
+    data = {f"{k}.ipynb": {"seconds": v, "cores": 2, "measured": "x"} for k, v in seconds.items()}
+    (folder / "timings.json").write_text(json.dumps(data))
+
+
+def test_block_is_learner_plus_compute_rounded_up_to_five_minutes():
+    assert agenda.Lesson("a", "A", 40, 130.0).minutes == 45  # 40 + 2.2 -> 45
+    assert agenda.Lesson("a", "A", 40, None).minutes == 40
+    assert agenda.Lesson("a", "A", 41, 0.0).minutes == 45
+
+
+def test_schedule_puts_breaks_and_lunch_between_lessons():
+    lessons = [agenda.Lesson(f"0{i}_x.ipynb", f"L{i}", 55, 0) for i in range(6)]
+    slots = agenda.schedule(lessons, agenda.parse_clock("09:00"))
+    plan = [(agenda.clock(s.start), s.what) for s in slots]
+    assert plan[:3] == [("09:00", "L0"), ("09:55", "L1"), ("10:50", "Break")]
+    assert ("12:00", "Lunch") in plan
+    lunch = plan.index(("12:00", "Lunch"))
+    assert plan[lunch + 1] == ("13:00", "L3") and plan[-1][1] == "End of day"
+    # no two lessons back to back for more than 90 minutes without a pause
+    run = 0
+    for s in slots:
+        run = run + s.minutes if s.lesson else 0
+        assert run <= 90 + 55
+
+
+def test_a_long_track_continues_on_a_second_day():
+    lessons = [agenda.Lesson(f"{i:02d}_x.ipynb", f"L{i}", 85, 0) for i in range(8)]
+    slots = agenda.schedule(lessons, agenda.parse_clock("09:00"), agenda.parse_clock("17:30"))
+    assert max(s.day for s in slots) == 2
+    assert all(s.start + s.minutes <= 17 * 60 + 30 for s in slots)
+    day2 = [s for s in slots if s.day == 2]
+    assert agenda.clock(day2[0].start) == "09:00" and day2[0].lesson is not None
+
+
+def test_markdown_marks_optional_sections_flags_missing_estimates_and_tracks(tmp_path):
+    _lesson(tmp_path, "00_w.ipynb", 15, heading="# 00 · Welcome here")
+    _lesson(tmp_path, "05_f.ipynb", 60, ["8. The FULL setting"])
+    _lesson(tmp_path, "08_s.ipynb")  # no estimate yet
+    _timings(tmp_path, **{"00_w": 5.0, "05_f": 207.0})
+    core = agenda.agenda_markdown(tmp_path, "08:30", "core")
+    assert "| 08:30 | 00 Welcome here | 20 |" in core
+    assert "05 · A title" not in core  # the "NN ·" prefix is stripped
+    assert re.search(r"\| 08:50 \| 05 A title \| 65 \| learner 60 \+ compute 3.5 min", core)
+    assert "skip when late: *8. The FULL setting*" in core and "08_s" not in core
+    full = agenda.agenda_markdown(tmp_path, "08:30", "full")
+    assert "08 A title" in full and "no estimate!" in full and "compute not measured" in full
+    assert "No learner-time estimate in 08_s.ipynb: 30 min assumed." in full
+
+
+@pytest.mark.parametrize("bad", ["9", "25:00", "09:61", "nine"])
+def test_bad_clock_is_refused_with_the_expected_form(bad):
+    with pytest.raises(ValueError, match="like 09:00"):
+        agenda.parse_clock(bad)
+
+
+def test_every_lesson_carries_an_estimate_and_optional_sections_that_exist():
+    total = 0
+    for path in sorted(NOTEBOOKS_DIR.glob("0[0-7]_*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        course = nb["metadata"]["course"]
+        assert isinstance(course["learner_minutes"], int) and 5 <= course["learner_minutes"] <= 120
+        headings = {
+            line.lstrip("#").strip()
+            for c in nb["cells"]
+            if c["cell_type"] == "markdown"
+            for line in "".join(c["source"]).splitlines()
+            if line.startswith("#")
+        }
+        for title in course["optional"]:
+            assert title in headings, f"{path.name}: optional section {title!r} is not a heading"
+        total += course["learner_minutes"]
+    assert 6 * 60 <= total <= 7 * 60, f"00-07 add up to {total} min of learner time"
+
+
+def test_real_agenda_fits_one_day_and_uses_the_measured_times(capsys):
+    assert agenda.main(["--start", "09:00"]) == 0
+    text = capsys.readouterr().out
+    timings = json.loads((NOTEBOOKS_DIR / "timings.json").read_text())
+    assert f"compute {timings['05_fine_tuning.ipynb']['seconds'] / 60:.1f} min" in text
+    assert "Day 2" not in text and "**Lunch**" in text and "**Break**" in text
+
+
+def test_the_guide_shows_the_agenda_as_printed_from_timings_json():
+    """docs/instructor.md pastes `python -m course_lib agenda`; it must not drift from the data."""
+    table = [
+        line
+        for line in agenda.agenda_markdown(NOTEBOOKS_DIR, "09:00", "core").splitlines()
+        if line.startswith("|")
+    ]
+    guide = (NOTEBOOKS_DIR.parent / "docs" / "instructor.md").read_text().splitlines()
+    start = guide.index(table[0])
+    assert guide[start : start + len(table)] == table, (
+        "docs/instructor.md's agenda differs from `python -m course_lib agenda`: paste it again"
+    )
