@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/latency.py --threads 2  # two inference threads per variant
     .venv/bin/python benchmarks/latency.py --check      # exit 1 unless the target holds
 
-Target (set for lesson 06): ONNX Runtime int8 at least 4x faster than PyTorch eager fp32 at batch 1 (p50,
-same run), with test macro-F1 within 1 point of fp32. Run it on a quiet machine: other busy
+Target (set for lesson 06): ONNX Runtime int8 at least 4x faster than PyTorch eager fp32 at
+batch 1 (p50, same run), with test macro-F1 within 1 point of fp32. Run it on a quiet machine: other busy
 processes inflate every latency (the rounds are interleaved, so the ratio suffers least).
 """
 

@@ -20,7 +20,7 @@ DEFAULT_MODEL_NAME = "minilm-tweets"
 FULL_MODEL_NAME = "minilm-tweets-full"
 CUSTOM_MODEL_NAME = "minilm-tweets-custom"
 SUMMARY_FILE = "training_summary.json"
-_REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
 
 
 def model_folder(name: str = DEFAULT_MODEL_NAME) -> Path:
@@ -31,7 +31,7 @@ def model_folder(name: str = DEFAULT_MODEL_NAME) -> Path:
 def is_complete_model_folder(folder: str | os.PathLike) -> bool:
     """True when ``folder`` holds a finished save: config, safetensors weights, tokenizer."""
     folder = Path(folder)
-    return all((folder / f).is_file() for f in _REQUIRED_FILES)
+    return all((folder / f).is_file() for f in REQUIRED_FILES)
 
 
 def checked_model_folder(folder: str | os.PathLike) -> Path:

@@ -23,12 +23,11 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from ..artifacts import DEFAULT_MODEL_NAME as DEFAULT_MODEL
+from ..artifacts import REQUIRED_FILES as REQUIRED
 from ..settings import BUILD_DIR, artifacts_dir
 
 MANIFEST = "course-model.json"
-DEFAULT_MODEL = "minilm-tweets"
-# What a finished save holds (train.is_complete_model_folder checks the same three files).
-REQUIRED = ("config.json", "model.safetensors", "tokenizer_config.json")
 
 
 class ArchiveError(ValueError):

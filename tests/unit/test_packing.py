@@ -52,7 +52,7 @@ def test_pack_then_unpack_gives_the_same_model_and_lessons_skip_training(
     assert target == artifacts / "minilm-tweets"
     assert torch.equal(_logits(tiny_model), _logits(target))
     # What lessons 06-10 call: with the model unpacked it is found, and nothing trains.
-    monkeypatch.setattr(train, "ARTIFACTS_DIR", artifacts)
+    monkeypatch.setenv("COURSE_ARTIFACTS", str(artifacts))
     monkeypatch.setattr(train, "train_and_save", lambda *a, **k: pytest.fail("trained"))
     assert train.finetuned_model(train_if_missing=True) == target
     assert train.training_summary(target)["test"]["macro_f1"] == 0.5
