@@ -111,10 +111,13 @@ def rank_device() -> torch.device:
 
 def threads_per_rank() -> int | None:
     """CPU threads for each rank so that the ranks of one machine share its cores instead of
-    fighting over them; None outside torchrun (then ``setup()`` picks)."""
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    fighting over them: ``OMP_NUM_THREADS`` when set (``launch()`` and torchrun set it), else the
+    cores divided by the ranks on this machine; None outside torchrun (then ``setup()`` picks)."""
     if "RANK" not in os.environ:
         return None
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     return max(1, (os.cpu_count() or 1) // local_world)
 
 
@@ -619,7 +622,9 @@ def check_scaled_hyperparameters(fn, verbose: bool = True):
         atol=1e-12,
         verbose=verbose,
     )
-    return fn if result.passed else (lambda b, lr, w: tuple(reference(b, lr, w).tolist()))
+    if result.passed:
+        return fn
+    return lambda b, lr, w: (b * w, scaled_hyperparameters(b, lr, w)["lr_linear"])
 
 
 if __name__ == "__main__":
