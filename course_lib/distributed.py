@@ -23,7 +23,8 @@ What lives here:
 - the lesson's exercise checkers.
 
 ``python -m course_lib.distributed throughput`` (under torchrun) times a few real training steps;
-``python -m course_lib.distributed fail --rank 1`` shows what a failing rank looks like.
+``python -m course_lib.distributed fail --rank 1 [--hang]`` shows what a failing (or hanging) rank
+looks like.
 """
 
 from __future__ import annotations
@@ -543,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--out", default=None, help="JSON file rank 0 writes the result to")
     fail = sub.add_parser("fail", help="one rank raises: what a failing launch looks like")
     fail.add_argument("--rank", type=int, default=1)
+    fail.add_argument("--hang", action="store_true", help="the rank hangs instead of raising")
     args = parser.parse_args(argv)
 
     setup(threads=threads_per_rank(), verbose=False)
@@ -561,7 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             main_print(f"{info.world_size} ranks started; rank {args.rank} will raise")
             torch.distributed.barrier() if is_distributed() else None
-            if info.rank == args.rank:
+            if info.rank == args.rank and args.hang:
+                time.sleep(3600)  # the others' all-reduce times out after $COURSE_DIST_TIMEOUT s
+            elif info.rank == args.rank:
                 raise ValueError(f"a deliberate error on rank {info.rank}")
             average(torch.ones(1))  # the others wait here until torchrun stops them
     return 0

@@ -222,3 +222,20 @@ def test_a_failing_rank_fails_the_launch_fast_and_names_the_rank():
     assert info.value.rank == 1
     assert "rank 1 failed: ValueError: a deliberate error on rank 1" in str(info.value)
     assert elapsed < 90  # the launch limit was not what ended it
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_hanging_rank_becomes_a_timeout_error_not_a_hang():
+    """Rank 1 sleeps; rank 0's all-reduce gives up after COURSE_DIST_TIMEOUT = 5 s and fails."""
+    start = time.perf_counter()
+    with pytest.raises(distributed.RankFailedError) as info:
+        distributed.launch(
+            ["-m", "course_lib.distributed", "fail", "--rank", "1", "--hang"],
+            nproc=2,
+            timeout_s=120,
+            echo=False,
+            env={distributed.TIMEOUT_ENV: "5"},
+        )
+    assert info.value.rank == 0 and "Timed out" in str(info.value)
+    assert time.perf_counter() - start < 120
