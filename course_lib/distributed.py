@@ -1,30 +1,15 @@
 """Scaling out: the lesson-05 training loop on one process or many (DDP under ``torchrun``).
 
-The idea (lesson 08): start ``N`` copies of the same program (``torchrun --nproc-per-node=N``).
-Every copy, a *rank*, holds the whole model. For each global batch of ``B`` examples, rank ``r``
-takes its own share, computes the gradient of its share, and ``DistributedDataParallel`` (DDP)
-**averages the gradients over the ranks** (an all-reduce) before the optimizer step. Every rank
-then takes the same step, so the copies stay equal, and the result is the step that one process
-would take on the whole batch of ``B``.
-
-What lives here:
-
-- ``process_group()``: join the group (gloo on CPU, nccl on GPU, chosen automatically; timeouts on
-  set-up and on every collective call), leave it on the way out, also on error, and record a
-  failing rank's error so the launcher can name it;
-- ``batch_parts`` / ``rank_batches``: the length-bucketed batches of ``course_lib.train`` cut into
-  per-rank (and per-accumulation-step) parts, each example exactly once per epoch, with the loss
-  weight that makes uneven parts add up to the mean over the whole batch;
-- rank-0 helpers (``is_main``, ``main_print``), ``wrap_model`` (DDP), ``average``, ``from_main``;
-- ``launch()``: ``torchrun`` from Python (``sys.executable -m torch.distributed.run``, no shell, so
-  it works on Windows too), with live output, a time limit, and a ``RankFailedError`` that names
-  the failing rank and its error;
-- ``tiny_bert_folder()``: a small, randomly initialised BERT for exact and fast equality checks;
-- the lesson's exercise checkers.
-
-``python -m course_lib.distributed throughput`` (under torchrun) times a few real training steps;
-``python -m course_lib.distributed fail --rank 1 [--hang]`` shows what a failing (or hanging) rank
-looks like.
+``torchrun --nproc-per-node=N`` starts N copies (*ranks*) of one program. Each holds the whole
+model and takes its share of every global batch; ``DistributedDataParallel`` averages the
+gradients over the ranks (all-reduce) before the optimizer step, so all copies take the step one
+process would take on the whole batch. Here: ``process_group()`` (gloo on CPU, nccl on GPU,
+timeouts, left also on error, errors recorded per rank); ``batch_parts`` / ``rank_batches`` (the
+length-bucketed batches cut into per-rank parts with loss weights, each example once per epoch);
+rank-0 helpers and collectives; ``launch()`` (torchrun from Python, no shell, live output, a
+``RankFailedError`` naming the failing rank); ``tiny_bert_folder()`` for exact checks; the
+lesson's exercise checkers. ``python -m course_lib.distributed throughput`` times a few real
+training steps; ``python -m course_lib.distributed fail --rank 1 [--hang]`` shows a failing rank.
 """
 
 from __future__ import annotations
@@ -34,6 +19,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,9 +39,7 @@ TIMEOUT_ENV = "COURSE_DIST_TIMEOUT"  # seconds for set-up and each collective ca
 DEFAULT_TIMEOUT_S = 600.0  # long enough for rank 0's validation pass while the others wait
 
 
-# --------------------------------------------------------------------------------------------
-# Who am I: rank, world size, device
-# --------------------------------------------------------------------------------------------
+# ---- Who am I: rank, world size, device --------------------------------------------------------
 @dataclass(frozen=True)
 class RankInfo:
     rank: int = 0  # 0 .. world_size - 1, over all machines
@@ -122,13 +106,7 @@ def threads_per_rank() -> int | None:
     return max(1, (os.cpu_count() or 1) // local_world)
 
 
-def timeout_seconds() -> float:
-    return float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
-
-
-# --------------------------------------------------------------------------------------------
-# Process group: join, leave (also on error), report a failure
-# --------------------------------------------------------------------------------------------
+# ---- Process group: join, leave (also on error), report a failure ------------------------------
 def _record_error(exc: BaseException) -> None:
     """Write this rank's error where ``launch()`` looks for it (when launched by it)."""
     folder = os.environ.get(ERROR_DIR_ENV)
@@ -160,7 +138,8 @@ def process_group(timeout_s: float | None = None):
     started = False
     try:
         if info.world_size > 1 and not torch.distributed.is_initialized():
-            timeout = timedelta(seconds=timeout_s or timeout_seconds())
+            timeout_s = timeout_s or float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
+            timeout = timedelta(seconds=timeout_s)
             if torch.cuda.is_available():
                 torch.cuda.set_device(rank_device())
             torch.distributed.init_process_group(backend_for(), timeout=timeout)
@@ -175,9 +154,7 @@ def process_group(timeout_s: float | None = None):
             torch.distributed.destroy_process_group()
 
 
-# --------------------------------------------------------------------------------------------
-# Collectives the training loop needs
-# --------------------------------------------------------------------------------------------
+# ---- Collectives the training loop needs -------------------------------------------------------
 def wrap_model(model):
     """``DistributedDataParallel(model)`` inside a group of several processes, else ``model``.
 
@@ -221,9 +198,7 @@ def gradient_sync(model, sync: bool):
     return model.no_sync()
 
 
-# --------------------------------------------------------------------------------------------
-# The sampler: who sees which examples
-# --------------------------------------------------------------------------------------------
+# ---- The sampler: who sees which examples ------------------------------------------------------
 def batch_parts(
     batch: list[int], rank: int = 0, world_size: int = 1, accumulation_steps: int = 1
 ) -> list[tuple[list[int], float]]:
@@ -291,14 +266,11 @@ def rank_batches(
 def scaled_hyperparameters(
     batch_per_rank: int, lr: float, world_size: int, base_world_size: int = 1
 ) -> dict:
-    """What happens to the global batch, steps per epoch and learning rate when a recipe tuned on
-    ``base_world_size`` ranks runs on ``world_size`` ranks with the same batch per rank.
-
-    The global batch grows by ``k = world_size / base_world_size``, so an epoch has ``k`` times
-    fewer steps. The *linear scaling rule* (Goyal et al. 2017, for SGD) multiplies the learning
-    rate by ``k`` too, with a warm-up; for Adam a gentler ``sqrt(k)`` is often used. Returns
-    ``{"global_batch", "steps_factor", "lr_linear", "lr_sqrt"}``.
-    """
+    """A recipe tuned on ``base_world_size`` ranks, run on ``world_size`` with the same batch per
+    rank: the global batch grows ``k = world_size / base_world_size`` times, an epoch has ``k``
+    times fewer steps, and the *linear scaling rule* (Goyal et al. 2017, for SGD; with warm-up)
+    multiplies the learning rate by ``k``; for Adam a gentler ``sqrt(k)`` is common.
+    Returns ``{"global_batch", "steps_factor", "lr_linear", "lr_sqrt"}``."""
     if world_size < 1 or base_world_size < 1:
         raise ValueError(f"world sizes must be >= 1, got {world_size} and {base_world_size}")
     k = world_size / base_world_size
@@ -310,9 +282,7 @@ def scaled_hyperparameters(
     }
 
 
-# --------------------------------------------------------------------------------------------
-# Launching torchrun from Python
-# --------------------------------------------------------------------------------------------
+# ---- Launching torchrun from Python ------------------------------------------------------------
 class RankFailedError(RuntimeError):
     """A distributed launch failed; the message names the rank and its error."""
 
@@ -437,9 +407,7 @@ def failure_from(error_dir: str | Path, exit_code: int, output: str = "") -> Ran
     )
 
 
-# --------------------------------------------------------------------------------------------
-# A tiny BERT for exact, fast checks
-# --------------------------------------------------------------------------------------------
+# ---- A tiny BERT for exact, fast checks --------------------------------------------------------
 def tiny_bert_folder(folder: str | Path | None = None, seed: int = 0) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's tokenizer, saved like a
     pretrained model, with dropout off so that runs are comparable number for number.
@@ -469,15 +437,14 @@ def tiny_bert_folder(folder: str | Path | None = None, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-bert.", dir=folder.parent))
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(tmp)  # another process finished first
-        return folder
-    os.replace(tmp, folder)
+    try:
+        os.replace(tmp, folder)  # atomic: a reader never sees half a model
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -494,9 +461,7 @@ def max_parameter_difference(folder_a: str | Path, folder_b: str | Path) -> dict
     return {"max_abs": abs_diff, "max_rel": abs_diff / scale, "parameters": len(a)}
 
 
-# --------------------------------------------------------------------------------------------
-# Workers for torchrun: a throughput probe and a failing rank
-# --------------------------------------------------------------------------------------------
+# ---- Workers for torchrun: a throughput probe and a failing rank -------------------------------
 def throughput_worker(
     model: str = "minilm",
     steps: int = 6,
@@ -571,16 +536,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------
-# Exercise checkers (lesson 08)
-# --------------------------------------------------------------------------------------------
+# ---- Exercise checkers (lesson 08) -------------------------------------------------------------
 def check_rank_indices(fn, verbose: bool = True):
     """Checker for "which examples does a rank see": ``fn(batch, rank, world_size) -> list[int]``,
     the indices of ``batch`` that rank ``rank`` trains on (no accumulation)."""
     from .tooling.exercises import Case, check_exercise
 
     def reference(batch, rank, world_size):
-        return [i for i in batch[rank::world_size]]
+        return list(batch[rank::world_size])
 
     hint = "the parts are strided: rank r takes the examples at positions r, r + world_size, ..."
     cases = [
