@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed
 from .artifacts import (
     CUSTOM_MODEL_NAME,
     DEFAULT_MODEL_NAME,
@@ -44,7 +45,6 @@ from .artifacts import (
 from .data import ID2LABEL, LABEL2ID, LABELS
 from .metrics import classification_metrics
 from .settings import MAX_TOKENS, NOTEBOOKS_DIR, env_flag
-from .tooling.environment import pick_device
 
 FULL_RUN_RECORD = NOTEBOOKS_DIR / "measurements" / "05_full_setting.json"
 
@@ -74,6 +74,7 @@ class TrainConfig:
     patience: int = 2  # evaluations without a better validation macro-F1
     eval_batch_size: int = 128
     seed: int = 0
+    grad_accumulation: int = 1  # parts per batch, each backward()ed before one optimizer step
 
 
 def default_config(**overrides) -> TrainConfig:
@@ -350,11 +351,13 @@ def fine_tune(
             f"texts and labels differ in length: train {len(train_texts)} vs {len(train_labels)}, "
             f"validation {len(val_texts)} vs {len(val_labels)}"
         )
-    device = torch.device(device) if device is not None else pick_device()
+    rank = distributed.rank_info()  # rank 0 of 1, unless started by torchrun (lesson 08)
+    device = torch.device(device) if device is not None else distributed.rank_device()
     torch.manual_seed(config.seed)  # the new head's initial weights and dropout
     model, tokenizer = load_pretrained_classifier(config.model)
     freeze_lower_layers(model, config.freeze_embeddings, config.freeze_layers)
     model.to(device).train()
+    ddp_model = distributed.wrap_model(model)  # the model itself in one process
 
     ids = encode(tokenizer, train_texts, config.max_length)
     lengths = [len(s) for s in ids]
@@ -374,23 +377,32 @@ def fine_tune(
 
     result = TrainResult(model, tokenizer, config)
     best_f1, best_state, since_best, step = -1.0, None, 0, 0
-    bar = tqdm(total=total_steps, desc="fine-tuning", disable=not progress)
+    bar = tqdm(total=total_steps, desc="fine-tuning", disable=not (progress and rank.is_main))
     for epoch in range(config.epochs):
-        batches = length_bucketed_batches(
+        # length-bucketed batches of config.batch_size; each rank gets its parts of every batch
+        batches = distributed.rank_batches(
             lengths,
             config.batch_size,
-            shuffle=True,
+            rank.rank,
+            rank.world_size,
+            config.grad_accumulation,
             seed=config.seed + epoch,
             bucket_batches=config.bucket_batches,
         )
-        for i, b in enumerate(batches, start=1):
+        for i, parts in enumerate(batches, start=1):
             t0 = time.perf_counter()
-            batch = pad_batch(
-                [ids[j] for j in b], [train_labels[j] for j in b], tokenizer.pad_token_id
-            )
-            batch = {k: v.to(device) for k, v in batch.items()}
-            loss = model(**batch).loss  # cross-entropy, because we passed labels
-            loss.backward()
+            loss, tokens = 0.0, 0
+            for k, (b, weight) in enumerate(parts, start=1):
+                batch = pad_batch(
+                    [ids[j] for j in b], [train_labels[j] for j in b], tokenizer.pad_token_id
+                )
+                batch = {key: v.to(device) for key, v in batch.items()}
+                with distributed.gradient_sync(ddp_model, sync=k == len(parts)):
+                    # cross-entropy (we passed labels), weighted by this part's share of the batch
+                    part_loss = ddp_model(**batch).loss * weight
+                    part_loss.backward()
+                loss, tokens = loss + part_loss.detach(), tokens + int(batch["input_ids"].numel())
+            loss = distributed.average(loss)  # the mean loss over the whole batch, on every rank
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
@@ -404,13 +416,13 @@ def fine_tune(
                     "loss": loss.item(),
                     "lr": scheduler.get_last_lr()[0],
                     "grad_norm": float(grad_norm),
-                    "tokens": int(batch["input_ids"].numel()),
+                    "tokens": tokens,  # this rank's
                 }
             )
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             last = step >= total_steps
-            if i in eval_points or last:
+            if (i in eval_points or last) and rank.is_main:  # only rank 0 evaluates
                 t1 = time.perf_counter()
                 ev = evaluate(
                     model,
@@ -437,10 +449,10 @@ def fine_tune(
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     since_best += 1
-                    if since_best >= config.patience:
-                        result.stopped_early = True
-                        break
-            if last:
+                    result.stopped_early = since_best >= config.patience
+            if i in eval_points or last:  # every rank stops when rank 0 says so
+                result.stopped_early = distributed.from_main(result.stopped_early)
+            if result.stopped_early or last:
                 break
         if result.stopped_early or step >= total_steps:
             break
@@ -513,6 +525,8 @@ def train_and_save(
     result = fine_tune(
         texts, labels, val_texts, val_labels, config, device=device, progress=progress
     )
+    if not distributed.is_main():  # under torchrun only rank 0 tests and saves
+        return result, {}, folder
     t0 = time.perf_counter()
     test = evaluate(
         result.model,
@@ -538,6 +552,7 @@ def train_and_save(
         "history": result.history,
         "test": _jsonable(test),
         "torch": torch.__version__,
+        "world_size": distributed.rank_info().world_size,
     }
     save_classifier(result.model, result.tokenizer, folder, summary)
     return result, test, folder
@@ -739,9 +754,28 @@ def check_warmup_linear_factor(fn, verbose: bool = True):
     return fn if result.passed else warmup_linear_factor
 
 
+def config_overrides(config: TrainConfig, pairs: list[str]) -> dict:
+    """``["batch_size=16", "model=minilm"]`` -> ``{"batch_size": 16, "model": "minilm"}``, each
+    value converted to the type of the field's current value (``none`` gives None)."""
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not hasattr(config, name):
+            raise ValueError(f"--set expects FIELD=VALUE with a TrainConfig field, got {pair!r}")
+        current = getattr(config, name)
+        if text.lower() == "none":
+            out[name] = None
+        elif isinstance(current, bool):
+            out[name] = text.lower() in ("1", "true", "yes")
+        else:
+            out[name] = type(current)(text) if current is not None else int(text)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m course_lib.train [--full] [--trainer] [--threads N]``: train, test, save, print
-    timings."""
+    """``python -m course_lib.train [--full] [--trainer] [--threads N] [--set FIELD=VALUE ...]``:
+    train, test, save, print timings. Also runs under ``torchrun --nproc-per-node=N``
+    (lesson 08)."""
     import argparse
 
     from .tooling.environment import setup
@@ -757,11 +791,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="folder to save into (default: artifacts/...)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a setting"
+    )
     args = parser.parse_args(argv)
-    setup(threads=args.threads)
+    setup(threads=args.threads or distributed.threads_per_rank(), verbose=distributed.is_main())
     config = full_config() if (args.full or full_requested()) else default_config()
+    config = replace(config, **config_overrides(config, args.set))
     t0 = time.perf_counter()
-    result, test, folder = train_and_save(config, args.out)
+    with distributed.process_group():  # a no-op without torchrun
+        result, test, folder = train_and_save(config, args.out)
+    if not distributed.is_main():
+        return 0
     report = {
         "setting": "FULL" if config == full_config() else "default",
         "folder": str(folder),

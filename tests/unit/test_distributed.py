@@ -1,0 +1,241 @@
+"""course_lib.distributed: the sampler, the launcher, DDP under torchrun against one process."""
+
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from course_lib import distributed, train
+
+TEXTS = [
+    "I love this airline",
+    "worst flight ever, delayed again and again and again",
+    "flight 123 lands at 5pm",
+    "great service, thank you!",
+    "my bag is lost. terrible",
+    "is the website down?",
+    "amazing crew and snacks on the way to Boston",
+    "cancelled and no refund",
+    "what time is boarding",
+    "best trip",
+    "never again",
+] * 3
+LABELS_IDS = [2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0] * 3
+
+
+# --------------------------------------------------------------------------------------------
+# The sampler
+# --------------------------------------------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 120),
+    world_size=st.integers(1, 4),
+    accumulation=st.integers(1, 3),
+    extra=st.integers(0, 9),
+    seed=st.integers(0, 5),
+    data=st.data(),
+)
+def test_every_example_exactly_once_per_epoch_across_ranks(
+    n, world_size, accumulation, extra, seed, data
+):
+    lengths = data.draw(st.lists(st.integers(2, 60), min_size=n, max_size=n))
+    batch_size = world_size * accumulation + extra
+    epochs = [
+        distributed.rank_batches(lengths, batch_size, r, world_size, accumulation, seed, 2)
+        for r in range(world_size)
+    ]
+    # every rank takes the same number of optimizer steps (else the all-reduces would not pair)
+    assert len({len(e) for e in epochs}) == 1
+    seen = [i for e in epochs for step in e for part, w in step if w > 0 for i in part]
+    assert sorted(seen) == list(range(n))
+    globals_ = train.length_bucketed_batches(lengths, batch_size, True, seed, 2)
+    for s, batch in enumerate(globals_):
+        parts = [p for e in epochs for p in e[s]]
+        assert all(len(p) == accumulation for e in epochs for p in [e[s]])
+        # the parts of a step are exactly its global batch (length bucketing is kept) ...
+        assert sorted(i for p, w in parts if w > 0 for i in p) == sorted(batch)
+        # ... and their weights make DDP's average of the weighted losses the batch mean
+        # (1/world) sum_p w_p mean_p = sum_p (n_p/n) mean_p: each part weighs its share
+        assert all(w / world_size == pytest.approx(len(p) / len(batch)) for p, w in parts if w)
+        assert sum(w for p, w in parts) / world_size == pytest.approx(1.0)
+
+
+def test_rank_parts_are_strided_and_uneven_batches_get_a_zero_weight_stand_in():
+    assert distributed.batch_parts(list(range(10, 18)), rank=1, world_size=2) == [
+        ([11, 13, 15, 17], 1.0)
+    ]
+    # 3 examples over 4 ranks: rank 3 has nothing, so it runs example 7 with weight 0
+    assert distributed.batch_parts([7, 8, 9], rank=3, world_size=4) == [([7], 0.0)]
+    parts = distributed.batch_parts([1, 2, 3, 4, 5], rank=0, world_size=2, accumulation_steps=2)
+    assert parts == [([1, 5], 2 * 2 / 5), ([3], 2 * 1 / 5)]
+
+
+def test_sampler_errors_name_what_was_wrong():
+    with pytest.raises(ValueError, match="rank 2, world_size 2"):
+        distributed.batch_parts([1, 2], rank=2, world_size=2)
+    with pytest.raises(ValueError, match="batch_size 3 cannot be split"):
+        distributed.rank_batches([5] * 10, 3, 0, 2, 2)
+
+
+def test_scaled_hyperparameters_linear_and_sqrt_rules():
+    s = distributed.scaled_hyperparameters(32, 1e-4, world_size=8, base_world_size=2)
+    assert s["global_batch"] == 256 and s["steps_factor"] == 0.25
+    assert s["lr_linear"] == pytest.approx(4e-4) and s["lr_sqrt"] == pytest.approx(2e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# One process: everything degrades to the plain loop
+# --------------------------------------------------------------------------------------------
+def test_single_process_is_rank_0_of_1_and_collectives_are_identities(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    with distributed.process_group() as info:
+        assert (info.rank, info.world_size, info.is_main) == (0, 1, True)
+        x = torch.tensor([1.5])
+        assert distributed.average(x) is x and distributed.from_main(True) is True
+        model = torch.nn.Linear(2, 2)
+        assert distributed.wrap_model(model) is model
+    assert distributed.threads_per_rank() is None
+    assert distributed.backend_for(cuda=False) == "gloo"
+    assert distributed.backend_for(cuda=True) == "nccl"
+
+
+def test_process_group_records_the_error_of_its_rank(monkeypatch, tmp_path):
+    monkeypatch.setenv(distributed.ERROR_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(KeyError):
+        with distributed.process_group():
+            raise KeyError("no such column")
+    err = distributed.failure_from(tmp_path, 1)
+    assert err.rank == 0 and "KeyError" in str(err) and "no such column" in str(err)
+
+
+def test_failure_without_a_record_reads_torchrun_root_cause(tmp_path):
+    output = (
+        "Root Cause (first observed failure):\n[0]:\n"
+        "  rank      : 3 (local_rank: 3)\n  exitcode  : -9 (pid: 1)\n"
+    )
+    err = distributed.failure_from(tmp_path, 1, output)
+    assert err.rank == 3 and "rank 3 failed with exit code -9" in str(err)
+    assert "no rank reported" in str(distributed.failure_from(tmp_path, 1, "nothing useful"))
+
+
+def test_torchrun_command_uses_this_python_and_no_shell():
+    cmd = distributed.torchrun_command(["-m", "course_lib.train"], nproc=3)
+    assert cmd[:3] == [__import__("sys").executable, "-m", "torch.distributed.run"]
+    assert (
+        "--nproc-per-node=3" in cmd
+        and "--standalone" in cmd
+        and cmd[-2:] == ["-m", "course_lib.train"]
+    )
+
+
+def test_config_overrides_from_the_command_line():
+    cfg = train.default_config()
+    got = train.config_overrides(
+        cfg, ["batch_size=16", "lr=1e-3", "freeze_embeddings=false", "train_size=none"]
+    )
+    assert got == {"batch_size": 16, "lr": 1e-3, "freeze_embeddings": False, "train_size": None}
+    with pytest.raises(ValueError, match="no_such_field"):
+        train.config_overrides(cfg, ["no_such_field=1"])
+
+
+def _tiny_config(**overrides):
+    return train.default_config(
+        model=str(distributed.tiny_bert_folder()),
+        train_size=None,
+        batch_size=8,
+        evals_per_epoch=1,
+        freeze_layers=0,
+        max_length=32,
+        lr=1e-3,
+        **overrides,
+    )
+
+
+def test_gradient_accumulation_equals_the_large_batch():
+    """Batch 8 in one part against 4 parts of 2: the same 4 optimizer steps, the same weights up to
+    float32 rounding (the sums are taken in a different order)."""
+    runs = [
+        train.fine_tune(
+            TEXTS,
+            LABELS_IDS,
+            TEXTS[:4],
+            LABELS_IDS[:4],
+            _tiny_config(grad_accumulation=a),
+            progress=False,
+        )
+        for a in (1, 4)
+    ]
+    a, b = (r.model.state_dict() for r in runs)
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    moved = max(float(p.abs().max()) for p in a.values())
+    assert len(runs[0].history) == len(runs[1].history) == 5
+    assert diff < 1e-5 * moved
+    assert runs[0].history[0]["loss"] == pytest.approx(runs[1].history[0]["loss"], rel=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# torchrun
+# --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_two_processes_give_the_parameters_of_one_process_on_the_same_global_batch(tmp_path):
+    """2 ranks x 8 examples under torchrun against 1 process x 16, both through course_lib.train:
+    the same weights up to float32 reduction order (measured about 1e-8; allowed 1e-5 of the
+    largest weight, while 12 AdamW steps move weights by about 1e-2)."""
+    tiny = distributed.tiny_bert_folder()
+    sets = ["model=" + str(tiny), "train_size=192", "batch_size=16", "evals_per_epoch=1"]
+    sets += ["max_length=32", "freeze_layers=0", "lr=1e-3"]
+    args = [a for s in sets for a in ("--set", s)]
+    distributed.launch(
+        ["-m", "course_lib.train", *args, "--out", str(tmp_path / "ddp")],
+        nproc=2,
+        timeout_s=240,
+        echo=False,
+    )
+    assert train.training_summary(tmp_path / "ddp")["world_size"] == 2
+    config = train.replace(
+        train.default_config(), **train.config_overrides(train.default_config(), sets)
+    )
+    train.train_and_save(config, tmp_path / "one", progress=False)
+    same = distributed.max_parameter_difference(tmp_path / "ddp", tmp_path / "one")
+    moved = distributed.max_parameter_difference(tiny, tmp_path / "one")
+    assert same["max_rel"] < 1e-5 and same["max_abs"] < 1e-3 * moved["max_abs"]
+    assert moved["max_abs"] > 1e-3  # training did move the weights: the comparison means something
+
+
+@pytest.mark.subprocess
+def test_a_failing_rank_fails_the_launch_fast_and_names_the_rank():
+    start = time.perf_counter()
+    with pytest.raises(distributed.RankFailedError) as info:
+        distributed.launch(
+            ["-m", "course_lib.distributed", "fail", "--rank", "1"],
+            nproc=2,
+            timeout_s=90,
+            echo=False,
+        )
+    elapsed = time.perf_counter() - start
+    assert info.value.rank == 1
+    assert "rank 1 failed: ValueError: a deliberate error on rank 1" in str(info.value)
+    assert elapsed < 90  # the launch limit was not what ended it
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_hanging_rank_becomes_a_timeout_error_not_a_hang():
+    """Rank 1 sleeps; rank 0's all-reduce gives up after COURSE_DIST_TIMEOUT = 5 s and fails."""
+    start = time.perf_counter()
+    with pytest.raises(distributed.RankFailedError) as info:
+        distributed.launch(
+            ["-m", "course_lib.distributed", "fail", "--rank", "1", "--hang"],
+            nproc=2,
+            timeout_s=120,
+            echo=False,
+            env={distributed.TIMEOUT_ENV: "5"},
+        )
+    assert info.value.rank == 0 and "Timed out" in str(info.value)
+    assert time.perf_counter() - start < 120
