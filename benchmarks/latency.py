@@ -5,8 +5,9 @@
     .venv/bin/python benchmarks/latency.py --check      # exit 1 unless the target holds
 
 Target (set for lesson 06): ONNX Runtime int8 at least 4x faster than PyTorch eager fp32 at
-batch 1 (p50, same run), with test macro-F1 within 1 point of fp32. Run it on a quiet machine: other busy
-processes inflate every latency (the rounds are interleaved, so the ratio suffers least).
+batch 1 (p50, same run), with test macro-F1 within 1 point of fp32. Run it on a quiet machine:
+other busy processes inflate every latency (the rounds are interleaved, so the ratio suffers
+least).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import course_lib
+    from course_lib import measuring
     from course_lib import optimize as O
     from course_lib.data import load_split
 
@@ -65,9 +67,9 @@ def main(argv=None) -> int:
         O.onnx_int8(model_dir),
     ] + [O.pruned(model_dir, s) for s in args.sparsities]
     print(f"built {len(variants)} variants in {time.perf_counter() - start:.1f} s")
-    rows = O.measure(variants, texts, labels, latency_rounds=args.rounds)
-    print(O.format_table(rows))
-    ratio = O.speedup(rows, "pytorch fp32", "onnx int8")
+    rows = measuring.measure(variants, texts, labels, latency_rounds=args.rounds)
+    print(measuring.format_table(rows))
+    ratio = measuring.speedup(rows, "pytorch fp32", "onnx int8")
     by_name = {r.name: r for r in rows}
     drop = by_name["pytorch fp32"].macro_f1 - by_name["onnx int8"].macro_f1
     ok = ratio >= 4.0 and drop <= 0.01

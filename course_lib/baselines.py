@@ -19,10 +19,10 @@ from collections import Counter
 import numpy as np
 import torch
 
+from .batching import encode, length_bucketed_batches, pad_batch
 from .bert import mean_pooling
 from .metrics import classification_metrics
 from .settings import MAX_TOKENS
-from .train import encode, length_bucketed_batches, pad_batch
 
 TFIDF_C_GRID = (1.0, 3.0, 10.0, 30.0)
 

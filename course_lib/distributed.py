@@ -246,10 +246,10 @@ def rank_batches(
     """One epoch for one rank: for every optimizer step, ``batch_parts`` of the global batch.
 
     Every rank builds the same length-bucketed global batches (same seed, from
-    ``course_lib.train.length_bucketed_batches``) and takes its parts, so all ranks take the same
+    ``course_lib.batching.length_bucketed_batches``) and takes its parts, so all ranks take the same
     number of steps and, over the ranks, every example is used exactly once per epoch.
     """
-    from .train import length_bucketed_batches
+    from .batching import length_bucketed_batches
 
     if batch_size < world_size * accumulation_steps:
         raise ValueError(

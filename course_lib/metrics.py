@@ -5,6 +5,7 @@ the small positive class counts as much as the large negative one.
 
 ``macro_f1_from_confusion`` is the same number written out from the confusion matrix, the
 reference for lesson 05's exercise; a unit test checks it against scikit-learn.
+``predict_logits`` and ``evaluate`` run a classifier over a list of texts and score it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .batching import encode, length_bucketed_batches, pad_batch
 from .data import LABELS
+from .settings import MAX_TOKENS
 
 
 def _labels_checked(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
@@ -120,3 +123,52 @@ def check_macro_f1(fn, verbose: bool = True):
         verbose=verbose,
     )
     return fn if result.passed else macro_f1_from_confusion
+
+
+# Running a classifier over texts and scoring it
+@torch.inference_mode()
+def predict_logits(
+    model,
+    tokenizer,
+    texts: list[str],
+    batch_size: int = 128,
+    max_length: int = MAX_TOKENS,
+    device=None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Class logits ``(N, K)`` for ``texts``, in their original order (batched by length)."""
+    from tqdm.auto import tqdm
+
+    device = device or next(model.parameters()).device
+    ids = encode(tokenizer, texts, max_length)
+    batches = length_bucketed_batches([len(s) for s in ids], batch_size, shuffle=False)
+    was_training = model.training
+    model.eval()
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    for b in tqdm(batches, desc="predict", disable=not progress, leave=False):
+        batch = {
+            k: v.to(device)
+            for k, v in pad_batch([ids[i] for i in b], pad_id=tokenizer.pad_token_id).items()
+        }
+        out[b] = model(**batch).logits.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate(
+    model,
+    tokenizer,
+    texts: list[str],
+    labels: list[int],
+    batch_size: int = 128,
+    max_length: int = MAX_TOKENS,
+    device=None,
+) -> dict:
+    """``classification_metrics`` plus mean cross-entropy ``loss`` and the ``logits``."""
+    logits = predict_logits(model, tokenizer, texts, batch_size, max_length, device)
+    loss = torch.nn.functional.cross_entropy(
+        torch.from_numpy(logits), torch.as_tensor(labels)
+    ).item()
+    metrics = classification_metrics(labels, logits.argmax(1))
+    metrics.update(loss=loss, logits=logits)
+    return metrics

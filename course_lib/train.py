@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import distributed
@@ -42,8 +39,9 @@ from .artifacts import (
     read_training_summary,
     save_classifier,
 )
+from .batching import encode, pad_batch
 from .data import ID2LABEL, LABEL2ID, LABELS
-from .metrics import classification_metrics
+from .metrics import evaluate
 from .settings import MAX_TOKENS, NOTEBOOKS_DIR, env_flag
 
 FULL_RUN_RECORD = NOTEBOOKS_DIR / "measurements" / "05_full_setting.json"
@@ -108,85 +106,6 @@ def full_requested() -> bool:
 def config_from_env(**overrides) -> TrainConfig:
     """``full_config()`` when ``COURSE_FULL=1``, else ``default_config()``."""
     return full_config(**overrides) if full_requested() else default_config(**overrides)
-
-
-# --------------------------------------------------------------------------------------------
-# Batching
-# --------------------------------------------------------------------------------------------
-def encode(tokenizer, texts: list[str], max_length: int = MAX_TOKENS) -> list[list[int]]:
-    """Token ids of each text (with ``[CLS]``/``[SEP]``, truncated to ``max_length``, no
-    padding)."""
-    if isinstance(texts, str):
-        raise ValueError("encode() expects a list of texts, got a single str; wrap it in a list")
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-
-
-def pad_to_longest(sequences: list[list[int]], pad_id: int = 0) -> torch.Tensor:
-    """Right-pad ``sequences`` with ``pad_id`` to the longest one: ``(B, L_max)`` int64."""
-    if len(sequences) == 0:
-        raise ValueError("pad_to_longest() got no sequences; expected at least one")
-    width = max(len(s) for s in sequences)
-    out = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out
-
-
-def pad_batch(sequences: list[list[int]], labels: list[int] | None = None, pad_id: int = 0) -> dict:
-    """Dynamic padding: a batch padded to its own longest sequence, not to a global maximum.
-
-    Returns ``input_ids (B, L)``, ``attention_mask (B, L)`` (1 = real token, 0 = padding) and,
-    when given, ``labels (B,)``.
-    """
-    lengths = torch.tensor([len(s) for s in sequences])
-    input_ids = pad_to_longest(sequences, pad_id)
-    attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if labels is not None:
-        if len(labels) != len(sequences):
-            raise ValueError(f"got {len(sequences)} sequences but {len(labels)} labels")
-        batch["labels"] = torch.as_tensor(labels, dtype=torch.long)
-    return batch
-
-
-def length_bucketed_batches(
-    lengths: list[int],
-    batch_size: int,
-    shuffle: bool = True,
-    seed: int = 0,
-    bucket_batches: int = 50,
-) -> list[list[int]]:
-    """Indices grouped into batches of similar length.
-
-    Without shuffling (evaluation): sort everything by length and cut. With shuffling (training):
-    shuffle, cut into buckets of ``batch_size * bucket_batches`` examples, sort each bucket by
-    length, cut it into batches, then shuffle the order of all batches -- random enough for SGD,
-    while padding stays small.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = len(lengths)
-    lengths = np.asarray(lengths)
-    if not shuffle:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    bucket = batch_size * max(1, bucket_batches)
-    batches = []
-    for start in range(0, n, bucket):
-        chunk = order[start : start + bucket]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[i : i + batch_size].tolist() for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
-    """Share of the padded batch tensors that is ``[PAD]`` (what bucketing saves)."""
-    lengths = np.asarray(lengths)
-    real = sum(int(lengths[b].sum()) for b in batches)
-    total = sum(int(lengths[b].max()) * len(b) for b in batches)
-    return 1.0 - real / total
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,57 +179,6 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
         ],
         lr=lr,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Prediction and evaluation (the metrics themselves are in course_lib.metrics)
-# --------------------------------------------------------------------------------------------
-@torch.inference_mode()
-def predict_logits(
-    model,
-    tokenizer,
-    texts: list[str],
-    batch_size: int = 128,
-    max_length: int = MAX_TOKENS,
-    device=None,
-    progress: bool = False,
-) -> np.ndarray:
-    """Class logits ``(N, K)`` for ``texts``, in their original order (batched by length)."""
-    from tqdm.auto import tqdm
-
-    device = device or next(model.parameters()).device
-    ids = encode(tokenizer, texts, max_length)
-    batches = length_bucketed_batches([len(s) for s in ids], batch_size, shuffle=False)
-    was_training = model.training
-    model.eval()
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    for b in tqdm(batches, desc="predict", disable=not progress, leave=False):
-        batch = {
-            k: v.to(device)
-            for k, v in pad_batch([ids[i] for i in b], pad_id=tokenizer.pad_token_id).items()
-        }
-        out[b] = model(**batch).logits.float().cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-def evaluate(
-    model,
-    tokenizer,
-    texts: list[str],
-    labels: list[int],
-    batch_size: int = 128,
-    max_length: int = MAX_TOKENS,
-    device=None,
-) -> dict:
-    """``classification_metrics`` plus mean cross-entropy ``loss`` and the ``logits``."""
-    logits = predict_logits(model, tokenizer, texts, batch_size, max_length, device)
-    loss = torch.nn.functional.cross_entropy(
-        torch.from_numpy(logits), torch.as_tensor(labels)
-    ).item()
-    metrics = classification_metrics(labels, logits.argmax(1))
-    metrics.update(loss=loss, logits=logits)
-    return metrics
 
 
 # --------------------------------------------------------------------------------------------
@@ -625,105 +493,8 @@ def training_summary(folder: str | Path | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# The same fine-tune with Hugging Face's Trainer, for comparison
-# --------------------------------------------------------------------------------------------
-class _TokenizedDataset(torch.utils.data.Dataset):
-    def __init__(self, ids: list[list[int]], labels: list[int]):
-        self.ids, self.labels = ids, labels
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.ids[i], "labels": self.labels[i]}
-
-
-def fine_tune_with_trainer(
-    train_texts: list[str],
-    train_labels: list[int],
-    config: TrainConfig = TrainConfig(),
-    output_dir: str | Path | None = None,
-    progress: bool = True,
-) -> dict:
-    """The same recipe through ``transformers.Trainer``: same model, freezing, optimizer (AdamW,
-    no decay on biases/LayerNorm), warm-up + linear decay, clipping, batch size, length grouping,
-    seed. No mid-training validation (Trainer's early stopping needs checkpoints; we keep it lean).
-
-    Returns ``{"model", "tokenizer", "train_seconds", "log_history"}``.
-    """
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
-
-    torch.manual_seed(config.seed)
-    model, tokenizer = load_pretrained_classifier(config.model)
-    freeze_lower_layers(model, config.freeze_embeddings, config.freeze_layers)
-    ids = encode(tokenizer, train_texts, config.max_length)
-    tmp = None
-    if output_dir is None:
-        tmp = tempfile.mkdtemp(prefix="trainer-")
-        output_dir = tmp
-    args = TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        # Transformers 5 reads a float below 1 as a fraction of all steps (warmup_ratio is gone).
-        warmup_steps=config.warmup_ratio,
-        lr_scheduler_type="linear",
-        max_grad_norm=config.grad_clip,
-        train_sampling_strategy="group_by_length",
-        seed=config.seed,
-        data_seed=config.seed,
-        save_strategy="no",
-        eval_strategy="no",
-        logging_steps=10,
-        report_to="none",
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=_TokenizedDataset(ids, list(train_labels)),
-        data_collator=DataCollatorWithPadding(tokenizer),
-    )
-    t0 = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t0
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "model": trainer.model.eval(),
-        "tokenizer": tokenizer,
-        "train_seconds": seconds,
-        "log_history": trainer.state.log_history,
-    }
-
-
-# --------------------------------------------------------------------------------------------
 # Exercise checkers (lesson 05)
 # --------------------------------------------------------------------------------------------
-def check_pad_to_longest(fn, verbose: bool = True):
-    """Checker for the dynamic-padding exercise: ``fn(sequences, pad_id) -> (B, L_max) int64``."""
-    from .tooling.exercises import Case, check_exercise
-
-    hint = (
-        "make a (B, longest) tensor full of pad_id (dtype torch.long), "
-        "then copy each sequence into its row."
-    )
-    cases = [
-        Case("two sequences", ([[101, 7, 102], [101, 102]], 0), hint=hint),
-        Case("already equal lengths", ([[1, 2], [3, 4]], 0), hint=hint),
-        Case(
-            "pad_id = 5",
-            ([[101, 9, 9, 102], [101, 102], [101, 8, 102]], 5),
-            hint="use the pad_id argument, not a hard-coded 0.",
-        ),
-        Case("one sequence", ([[101, 2023, 102]], 0), hint=hint),
-    ]
-    return check_exercise("dynamic padding", fn, pad_to_longest, cases, verbose=verbose).function
-
-
 def check_warmup_linear_factor(fn, verbose: bool = True):
     """Checker for the schedule exercise: ``fn(step, warmup_steps, total_steps) -> float``."""
     from .tooling.exercises import Case, check_exercise
@@ -815,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         texts, labels = load_split("train")
         if config.train_size is not None:
             texts, labels = subsample(texts, labels, config.train_size, seed=config.seed)
+        from .hf_trainer import fine_tune_with_trainer
+
         hf = fine_tune_with_trainer(texts, labels, config)
         test_texts, test_labels = load_split("test")
         hf_test = evaluate(

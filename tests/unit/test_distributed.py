@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_lib import distributed, train
+from course_lib import batching, distributed, train
 
 TEXTS = [
     "I love this airline",
@@ -50,7 +50,7 @@ def test_every_example_exactly_once_per_epoch_across_ranks(
     assert len({len(e) for e in epochs}) == 1
     seen = [i for e in epochs for step in e for part, w in step if w > 0 for i in part]
     assert sorted(seen) == list(range(n))
-    globals_ = train.length_bucketed_batches(lengths, batch_size, True, seed, 2)
+    globals_ = batching.length_bucketed_batches(lengths, batch_size, True, seed, 2)
     for s, batch in enumerate(globals_):
         parts = [p for e in epochs for p in e[s]]
         assert all(len(p) == accumulation for e in epochs for p in [e[s]])

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_models import tiny_classifier
 
-from course_lib import artifacts, metrics
+from course_lib import artifacts, measuring, metrics
 from course_lib import optimize as O
 from course_lib import settings as course_settings
 
@@ -214,15 +214,15 @@ def test_macro_f1_matches_hand_computation():
 
 
 def test_percentile_and_its_error():
-    assert O.percentile([1, 2, 3, 4], 50) == 2.5
+    assert measuring.percentile([1, 2, 3, 4], 50) == 2.5
     with pytest.raises(ValueError):
-        O.percentile([], 50)
+        measuring.percentile([], 50)
 
 
 def test_measure_one_row_per_variant(tiny, onnx_paths, reference):
     variants = [O.eager_fp32(tiny), O.onnx_variant("onnx int8", onnx_paths[1], reference[1])]
     labels = [i % 3 for i in range(len(TEXTS))]
-    rows = O.measure(
+    rows = measuring.measure(
         variants, TEXTS, labels, latency_rounds=6, warmup=1, batch_size=4, progress=False
     )
     assert [r.name for r in rows] == ["pytorch fp32", "onnx int8"]
@@ -231,7 +231,7 @@ def test_measure_one_row_per_variant(tiny, onnx_paths, reference):
         assert r.throughput > 0 and r.size_mb == pytest.approx(v.size_bytes / 1e6)
         assert r.macro_f1 == pytest.approx(metrics.macro_f1(labels, v.predict(TEXTS), 3))
         assert r.accuracy == pytest.approx(np.mean(v.predict(TEXTS) == np.array(labels)))
-    unsorted = O.measure(
+    unsorted = measuring.measure(
         variants,
         TEXTS,
         labels,
@@ -244,23 +244,23 @@ def test_measure_one_row_per_variant(tiny, onnx_paths, reference):
     assert [r.macro_f1 for r in unsorted] == [
         r.macro_f1 for r in rows
     ]  # sorting must not mix up the labels
-    table = O.format_table(rows)
+    table = measuring.format_table(rows)
     assert "pytorch fp32" in table and "onnx int8" in table and "1.0x" in table
-    assert O.speedup(rows, "pytorch fp32", "onnx int8") == pytest.approx(
+    assert measuring.speedup(rows, "pytorch fp32", "onnx int8") == pytest.approx(
         rows[0].p50_ms / rows[1].p50_ms
     )
     with pytest.raises(ValueError, match="no measurement"):
-        O.speedup(rows, "pytorch fp32", "nope")
+        measuring.speedup(rows, "pytorch fp32", "nope")
 
 
 def test_measure_rejects_bad_arguments(tiny):
     v = O.eager_fp32(tiny)
     with pytest.raises(ValueError):
-        O.measure([], TEXTS, [0] * len(TEXTS))
+        measuring.measure([], TEXTS, [0] * len(TEXTS))
     with pytest.raises(ValueError, match="equal length"):
-        O.measure([v], TEXTS, [0])
+        measuring.measure([v], TEXTS, [0])
     with pytest.raises(ValueError, match="latency_rounds"):
-        O.measure([v], TEXTS, [0] * len(TEXTS), latency_rounds=0)
+        measuring.measure([v], TEXTS, [0] * len(TEXTS), latency_rounds=0)
 
 
 def test_artifacts_dir_and_fingerprint(tmp_path, monkeypatch, tiny):
@@ -284,10 +284,10 @@ def test_plot_latency_vs_f1(tiny):
 
     matplotlib.use("Agg")
     rows = [
-        O.Measurement("a", 90.0, 10.0, 12.0, 100.0, 0.7, 0.8),
-        O.Measurement("b", 23.0, 2.0, 3.0, 400.0, 0.69, 0.8),
+        measuring.Measurement("a", 90.0, 10.0, 12.0, 100.0, 0.7, 0.8),
+        measuring.Measurement("b", 23.0, 2.0, 3.0, 400.0, 0.69, 0.8),
     ]
-    ax = O.plot_latency_vs_f1(rows)
+    ax = measuring.plot_latency_vs_f1(rows)
     assert ax.get_xscale() == "log" and len(ax.collections) == 2
 
 

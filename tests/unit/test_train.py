@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_lib import artifacts, metrics, train
+from course_lib import artifacts, batching, metrics, train
 from course_lib import settings as course_settings
 from course_lib.data import LABELS
 
@@ -51,8 +51,8 @@ def test_pad_batch_matches_hugging_face_collator():
     from course_lib.models import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
-    ids = train.encode(tok, TEXTS[:5])
-    ours = train.pad_batch(ids, LABELS_IDS[:5], pad_id=tok.pad_token_id)
+    ids = batching.encode(tok, TEXTS[:5])
+    ours = batching.pad_batch(ids, LABELS_IDS[:5], pad_id=tok.pad_token_id)
     theirs = DataCollatorWithPadding(tok)(
         [{"input_ids": s, "labels": y} for s, y in zip(ids, LABELS_IDS[:5])]
     )
@@ -62,12 +62,12 @@ def test_pad_batch_matches_hugging_face_collator():
 
 def test_pad_batch_rejects_label_count_mismatch():
     with pytest.raises(ValueError, match="2 sequences but 1 labels"):
-        train.pad_batch([[1, 2], [3]], [0])
+        batching.pad_batch([[1, 2], [3]], [0])
 
 
 def test_encode_rejects_single_string():
     with pytest.raises(ValueError, match="single str"):
-        train.encode(None, "hello")
+        batching.encode(None, "hello")
 
 
 @settings(max_examples=50, deadline=None)
@@ -78,13 +78,13 @@ def test_encode_rejects_single_string():
     st.integers(0, 5),
 )
 def test_length_bucketed_batches_is_a_partition(lengths, batch_size, shuffle, seed):
-    batches = train.length_bucketed_batches(
+    batches = batching.length_bucketed_batches(
         lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4
     )
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(len(lengths)))
     assert all(1 <= len(b) <= batch_size for b in batches)
-    assert batches == train.length_bucketed_batches(
+    assert batches == batching.length_bucketed_batches(
         lengths, batch_size, shuffle=shuffle, seed=seed, bucket_batches=4
     )
 
@@ -93,11 +93,11 @@ def test_bucketing_cuts_padding():
     rng = np.random.default_rng(0)
     lengths = rng.integers(8, 64, size=2000).tolist()
     random_batches = [list(range(i, min(i + 32, 2000))) for i in range(0, 2000, 32)]
-    bucketed = train.length_bucketed_batches(lengths, 32, shuffle=True, seed=0)
+    bucketed = batching.length_bucketed_batches(lengths, 32, shuffle=True, seed=0)
     assert (
-        train.padding_fraction(lengths, bucketed)
+        batching.padding_fraction(lengths, bucketed)
         < 0.1
-        < train.padding_fraction(lengths, random_batches)
+        < batching.padding_fraction(lengths, random_batches)
     )
 
 
@@ -168,7 +168,7 @@ def test_freezing_counts_and_bounds():
 def test_hf_model_gives_no_loss_without_labels():
     """The article's bug: without labels there is no loss to call backward() on."""
     model, tok = train.load_pretrained_classifier()
-    batch = train.pad_batch(train.encode(tok, TEXTS[:2]), pad_id=tok.pad_token_id)
+    batch = batching.pad_batch(batching.encode(tok, TEXTS[:2]), pad_id=tok.pad_token_id)
     assert model(**batch).loss is None
     assert model(**batch, labels=torch.tensor([2, 0])).loss.ndim == 0
 
@@ -204,7 +204,7 @@ def test_save_reload_with_pipeline(tiny_run, tmp_path):
     clf = pipeline("text-classification", model=str(folder))
     out = clf(TEXTS[:3])
     assert {o["label"] for o in out} <= set(LABELS)
-    expected = train.predict_logits(tiny_run.model, tiny_run.tokenizer, TEXTS[:3]).argmax(1)
+    expected = metrics.predict_logits(tiny_run.model, tiny_run.tokenizer, TEXTS[:3]).argmax(1)
     assert [LABELS[i] for i in expected] == [o["label"] for o in out]
 
 
@@ -277,9 +277,9 @@ def test_recorded_full_run_agrees_with_the_split_and_itself():
 
 # ---------------------------------------------------------------------------------------- exercises
 def test_checkers_accept_reference_and_reject_wrong(capsys):
-    assert train.check_pad_to_longest(train.pad_to_longest) is train.pad_to_longest
-    wrong_pad = lambda seqs, pad_id=0: train.pad_to_longest(seqs, 0)  # noqa: E731
-    assert train.check_pad_to_longest(wrong_pad) is train.pad_to_longest
+    assert batching.check_pad_to_longest(batching.pad_to_longest) is batching.pad_to_longest
+    wrong_pad = lambda seqs, pad_id=0: batching.pad_to_longest(seqs, 0)  # noqa: E731
+    assert batching.check_pad_to_longest(wrong_pad) is batching.pad_to_longest
     assert "pad_id" in capsys.readouterr().out
 
     def mine(cm):
