@@ -56,6 +56,10 @@ class ServiceResult:
         return float(np.percentile(self.latencies_ms, 95))
 
 
+# No proxy from the environment: the scorer talks to the teams' machines directly.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def predict_url(url: str) -> str:
     """``http://host:port`` or ``.../predict`` -> the ``/predict`` address."""
     url = url.rstrip("/")
@@ -69,7 +73,7 @@ def ask_once(url: str, text: str, timeout: float) -> str:
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             answer = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as err:
         raise ServiceFailure("error", f"answered HTTP {err.code}") from None
@@ -209,7 +213,10 @@ class LocalService:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval makes shutdown quick (the default waits up to 0.5 s).
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> str:
         self.thread.start()
