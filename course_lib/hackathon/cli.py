@@ -24,6 +24,19 @@ def parse_services(specs: list[str]) -> dict[str, str]:
     return services
 
 
+def parse_tokens(specs: list[str], services: dict[str, str]) -> dict[str, str]:
+    """``["team=TOKEN", ...]`` -> ``{team: token}``, each for a team given with --service."""
+    tokens = {}
+    for spec in specs:
+        name, sep, token = spec.partition("=")
+        if not sep or name.strip() not in services or not token.strip():
+            raise ValueError(
+                f"--token {spec.split('=')[0]!r}=...: expected NAME=TOKEN for a --service NAME"
+            )
+        tokens[name.strip()] = token.strip()
+    return tokens
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m course_lib score",
@@ -38,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=URL",
         help="a team's running service (POST URL/predict); may be repeated",
+    )
+    p.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="NAME=TOKEN",
+        help="bearer token for NAME's service (when it sets COURSE_API_TOKEN)",
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help="where the leaderboard files go")
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per request")
@@ -72,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path} ({len(challenge.ids)} tweets, no labels)")
             return 0
         services = parse_services(args.service)
+        tokens = parse_tokens(args.token, services)
     except (ChallengeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -79,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: give SUBMISSIONS_DIR, --service NAME=URL, or both", file=sys.stderr)
         return 2
     board = score_all(
-        args.submissions_dir, challenge, services, timeout=args.timeout, budget_s=args.budget
+        args.submissions_dir,
+        challenge,
+        services,
+        tokens,
+        timeout=args.timeout,
+        budget_s=args.budget,
     )
     print(format_table(board))
     paths = write_leaderboard(board, args.out)

@@ -148,10 +148,12 @@ def score_all(
     submissions_dir: str | Path | None,
     challenge: Challenge,
     services: dict[str, str] | None = None,
+    tokens: dict[str, str] | None = None,
     **limits,
 ) -> Leaderboard:
     """Score every ``*.csv`` in ``submissions_dir`` (team = file name without ``.csv``) and every
-    service ``{team: url}``. One broken entry never stops the others."""
+    service ``{team: url}`` (with its bearer token from ``tokens``, if any). One broken entry
+    never stops the others."""
     teams: dict[str, TeamRow] = {}
     notes = []
     if submissions_dir is not None:
@@ -168,6 +170,6 @@ def score_all(
                     notes.append(f"ignored {path.name!r}: a submission is a file ending in .csv")
     for team, url in (services or {}).items():
         teams.setdefault(team, TeamRow(team)).entries.append(
-            score_service(team, url, challenge, **limits)
+            score_service(team, url, challenge, token=(tokens or {}).get(team), **limits)
         )
     return Leaderboard(rank(list(teams.values())), len(challenge.ids), challenge.source, notes)

@@ -66,12 +66,14 @@ def predict_url(url: str) -> str:
     return url if url.endswith("/predict") else url + "/predict"
 
 
-def ask_once(url: str, text: str, timeout: float) -> str:
-    """The label a service gives ``text``. Raises ``ServiceFailure`` with a reason in words."""
+def ask_once(url: str, text: str, timeout: float, token: str | None = None) -> str:
+    """The label a service gives ``text``. Raises ``ServiceFailure`` with a reason in words.
+    ``token``: sent as ``Authorization: Bearer`` (lesson 07's ``COURSE_API_TOKEN``)."""
     body = json.dumps({"text": [text]}).encode("utf-8")
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             answer = response.read(MAX_ANSWER_BYTES + 1)
@@ -114,6 +116,7 @@ def query_service(
     budget_s: float = BUDGET_S,
     max_failures: int = MAX_FAILURES,
     progress: bool = False,
+    token: str | None = None,
 ) -> ServiceResult:
     """Send every text to the service at ``url``; never raises for a misbehaving service."""
     from tqdm.auto import tqdm
@@ -124,7 +127,7 @@ def query_service(
     examples: dict[str, str] = {}
     in_a_row, start = 0, time.perf_counter()
     try:
-        ask_once(target, texts[0], timeout)  # warm-up, not timed
+        ask_once(target, texts[0], timeout, token)  # warm-up, not timed
     except ServiceFailure as err:
         failures[err.kind] += 1
         examples.setdefault(err.kind, err.reason)
@@ -142,7 +145,7 @@ def query_service(
             break
         t0 = time.perf_counter()
         try:
-            result.predictions[rid] = ask_once(target, text, timeout)
+            result.predictions[rid] = ask_once(target, text, timeout, token)
         except ServiceFailure as err:
             result.predictions[rid] = NO_ANSWER
             failures[err.kind] += 1
@@ -187,17 +190,23 @@ class LocalService:
             ...
 
     ``respond(body) -> (status, bytes)`` decides each answer, so tests can make it misbehave.
-    ``release`` is an Event set on exit: a responder that simulates a hung model waits on it."""
+    ``token``: like lesson 07's ``COURSE_API_TOKEN``, requests without ``Authorization: Bearer
+    <token>`` get 401. ``release`` is an Event set on exit: a responder that simulates a hung
+    model waits on it."""
 
-    def __init__(self, respond: Responder):
+    def __init__(self, respond: Responder, token: str | None = None):
         self.respond = respond
+        self.token = token
         self.release = threading.Event()
         service = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, answer = service.respond(body)
+                if service.token and self.headers.get("Authorization") != f"Bearer {service.token}":
+                    status, answer = 401, b'{"error": "missing_token"}'
+                else:
+                    status, answer = service.respond(body)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

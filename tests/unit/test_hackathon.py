@@ -19,7 +19,7 @@ from course_lib.hackathon import leaderboard as L
 from course_lib.hackathon import scoring as S
 from course_lib.hackathon import services as V
 from course_lib.hackathon import submissions as U
-from course_lib.hackathon.cli import main, parse_services
+from course_lib.hackathon.cli import main, parse_services, parse_tokens
 
 IDS = ["c1", "c2", "c3", "c4", "c5", "c6"]
 TRUTH = ["negative", "neutral", "positive", "negative", "neutral", "positive"]
@@ -305,6 +305,15 @@ def test_broken_services_do_not_stop_the_others_and_a_team_keeps_its_best(tmp_pa
     assert by_team["junk"].score is None and by_team["down"].score is None
 
 
+def test_a_service_with_a_token_is_scored_only_with_its_token(challenge):
+    with V.LocalService(V.labels_responder(truth_predictor), token="s3cret") as url:
+        board = S.score_all(None, challenge, {"t": url}, tokens={"t": "s3cret"})
+        assert board.rows[0].score == 1.0
+        board = S.score_all(None, challenge, {"t": url})
+    assert board.rows[0].score is None
+    assert board.rows[0].entries[0].problems[0].startswith("error (3x), e.g. answered HTTP 401")
+
+
 def test_a_challenge_without_texts_cannot_score_services(challenge):
     no_text = C.Challenge(challenge.ids, challenge.labels, None, source="answers.csv")
     entry = S.score_service("x", "http://127.0.0.1:1", no_text)
@@ -463,6 +472,10 @@ def test_parse_services():
     for bad in ["nourl", "=http://x", "a=ftp://x"]:
         with pytest.raises(ValueError, match="NAME=http"):
             parse_services([bad])
+    assert parse_tokens(["a=xyz"], {"a": "http://h"}) == {"a": "xyz"}
+    for bad in ["b=xyz", "a=", "a"]:
+        with pytest.raises(ValueError, match="NAME=TOKEN"):
+            parse_tokens([bad], {"a": "http://h"})
 
 
 def test_main_scores_files_and_services_with_an_answers_file(tmp_path, capsys):
