@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ..settings import BUILD_DIR
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per request")
     p.add_argument("--budget", type=float, default=BUDGET_S, help="seconds per service in all")
     p.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="score again every SECONDS until Ctrl-C (for the projected HTML page)",
+    )
+    p.add_argument(
         "--write-challenge",
         metavar="DIR",
         help="write DIR/challenge.csv (id,text; no labels) for the teams, then stop",
@@ -75,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, rounds: int | None = None) -> int:
+    """The command. ``rounds`` caps the ``--every`` loop (for tests); None = until Ctrl-C."""
     from .challenge import write_challenge_record
     from .leaderboard import format_table, write_leaderboard
     from .scoring import score_all
@@ -99,15 +107,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.submissions_dir is None and not services:
         print("error: give SUBMISSIONS_DIR, --service NAME=URL, or both", file=sys.stderr)
         return 2
-    board = score_all(
-        args.submissions_dir,
-        challenge,
-        services,
-        tokens,
-        timeout=args.timeout,
-        budget_s=args.budget,
-    )
-    print(format_table(board))
-    paths = write_leaderboard(board, args.out)
-    print(f"\nwrote {', '.join(str(Path(p)) for p in paths.values())}")
-    return 0
+    done = 0
+    try:
+        while True:
+            board = score_all(
+                args.submissions_dir,
+                challenge,
+                services,
+                tokens,
+                timeout=args.timeout,
+                budget_s=args.budget,
+            )
+            print(format_table(board))
+            paths = write_leaderboard(board, args.out, refresh_s=int(args.every or 30) or 1)
+            print(f"\nwrote {', '.join(str(Path(p)) for p in paths.values())}")
+            done += 1
+            if not args.every or (rounds is not None and done >= rounds):
+                return 0
+            print(f"scoring again in {args.every:g} s (Ctrl-C stops)\n", flush=True)
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        print("stopped")
+        return 0

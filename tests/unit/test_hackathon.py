@@ -504,6 +504,27 @@ def test_main_scores_files_and_services_with_an_answers_file(tmp_path, capsys):
     assert (tmp_path / "out" / "leaderboard.html").is_file()
 
 
+def test_main_every_scores_again_and_sees_a_new_file(tmp_path, capsys, monkeypatch):
+    answers = tmp_path / "answers.csv"
+    answers.write_text("id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(IDS, TRUTH)))
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "early.csv").write_text(GOOD)
+    naps = []
+
+    def nap(seconds):  # instead of waiting: a team submits between two rounds
+        naps.append(seconds)
+        (subs / "late.csv").write_text(GOOD)
+
+    monkeypatch.setattr("course_lib.hackathon.cli.time.sleep", nap)
+    argv = [str(subs), "--answers", str(answers), "--every", "5", "--out", str(tmp_path / "o")]
+    assert main(argv, rounds=2) == 0
+    out = capsys.readouterr().out
+    assert naps == [5.0] and out.count("Leaderboard:") == 2
+    assert "late" in out.split("scoring again")[1] and "late" not in out.split("scoring again")[0]
+    assert 'content="5"' in (tmp_path / "o" / "leaderboard.html").read_text()
+
+
 def test_main_write_challenge_and_errors(tmp_path, capsys):
     answers = tmp_path / "answers.csv"
     answers.write_text("id,label,text\nq1,neutral,hello\n")
@@ -538,3 +559,20 @@ def test_starter_writes_a_valid_submission(tmp_path):
     assert not sub.rejected and sub.problems == []
     assert result["validation_macro_f1"] > 0.6
     assert result["predict"](["worst flight ever, delayed again"]) == ["negative"]
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_scores_lesson_07s_real_service(tmp_path, challenge, monkeypatch):
+    """The scorer against a real ``python -m course_lib serve`` (a tiny random model, torch
+    backend, with a token): every tweet answered with a course label, a p95 measured."""
+    from course_lib import optimize, serve
+
+    monkeypatch.setattr(V, "MIN_TIMED", 3)
+    folder = optimize.tiny_classifier(tmp_path / "tiny")
+    server = serve.ServerProcess(folder, backend="torch", token="tok", log_path=tmp_path / "log")
+    with server:
+        board = S.score_all(None, challenge, {"real": server.url}, tokens={"real": "tok"})
+    entry = board.rows[0].entry("service")
+    assert entry.answered == len(IDS) and entry.problems == []
+    assert entry.p95_ms is not None and 0 <= entry.macro_f1 <= 1
