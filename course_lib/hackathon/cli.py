@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..settings import BUILD_DIR
 from .challenge import ChallengeError, course_challenge, read_answers, write_challenge
+from .scoring import FAST_P95_MS, OK_P95_MS
 from .services import BUDGET_S, TIMEOUT_S
 
 DEFAULT_OUT = BUILD_DIR / "leaderboard"
@@ -62,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help="where the leaderboard files go")
     p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per request")
+    p.add_argument(
+        "--fast-ms", type=float, default=FAST_P95_MS, help="p95 limit for the larger bonus"
+    )
+    p.add_argument("--ok-ms", type=float, default=OK_P95_MS, help="p95 limit for the smaller bonus")
     p.add_argument("--budget", type=float, default=BUDGET_S, help="seconds per service in all")
     p.add_argument(
         "--every",
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None, rounds: int | None = None) -> int:
                 challenge,
                 services,
                 tokens,
+                args.fast_ms,
+                args.ok_ms,
                 timeout=args.timeout,
                 budget_s=args.budget,
             )

@@ -13,7 +13,7 @@ import time
 import unicodedata
 from pathlib import Path
 
-from .scoring import FAST_P95_MS, OK_P95_MS, Leaderboard, TeamRow
+from .scoring import FAST_BONUS, OK_BONUS, Leaderboard, TeamRow
 
 REFRESH_S = 30
 
@@ -158,7 +158,8 @@ def html_leaderboard(board: Leaderboard, refresh_s: int = REFRESH_S) -> str:
 <title>Hackathon leaderboard</title><style>{_CSS}</style></head>
 <body><h1>Hackathon leaderboard</h1>
 <p class="small">{board.challenge_size} tweets, {esc(board.source)}. Score = macro-F1, plus for a
-served model +0.04 when p95 &le; {FAST_P95_MS:g} ms or +0.02 when p95 &le; {OK_P95_MS:g} ms.
+served model +{FAST_BONUS:g} when p95 &le; {board.fast_ms:g} ms or +{OK_BONUS:g} when p95 &le;
+{board.ok_ms:g} ms.
 Scored at {stamp}; this page reloads every {int(refresh_s)} s.</p>
 <table><thead><tr>{"".join(f"<th>{h}</th>" for h in heads)}<th></th></tr></thead>
 <tbody>{"".join(body)}</tbody></table>
