@@ -2,8 +2,8 @@
 
 The rule
 --------
-- **Quality**: macro-F1 over the challenge set (scikit-learn's ``f1_score``, ``average="macro"``
-  over negative / neutral / positive): the mean of the three per-class F1 scores, so the rare
+- **Quality**: macro-F1 over the challenge set (``course_lib.metrics.macro_f1``, over
+  negative / neutral / positive): the mean of the three per-class F1 scores, so the rare
   class counts as much as the common one. A tweet with no usable answer counts as wrong.
 - **Served model** (``--service NAME=URL``): the same macro-F1 on the service's answers, plus
   a latency bonus from the p95 of its request times (one tweet per request, see
@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import metrics
 from ..data import LABELS
 from .challenge import Challenge
 from .services import query_service
@@ -48,10 +49,9 @@ TIE = 0.005
 def macro_f1(truth: list[str], predicted: dict[str, str], ids: list[str]) -> float:
     """Macro-F1 of ``predicted`` {id: label} against ``truth`` (in the order of ``ids``);
     a missing id counts as ``NO_ANSWER``, wrong for every class."""
-    from sklearn.metrics import f1_score
-
-    guesses = [predicted.get(i, NO_ANSWER) for i in ids]
-    return float(f1_score(truth, guesses, labels=LABELS, average="macro", zero_division=0))
+    index = {label: k for k, label in enumerate(LABELS)}
+    guesses = [index.get(predicted.get(i, NO_ANSWER), -1) for i in ids]  # -1: matches no class
+    return metrics.macro_f1([index[t] for t in truth], guesses, num_classes=len(LABELS))
 
 
 def latency_bonus(p95_ms: float | None, fast_ms: float = FAST_P95_MS, ok_ms: float = OK_P95_MS):

@@ -24,7 +24,7 @@ def train_tfidf_baseline(c: float = STARTER_C, seed: int = 0) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     from ..baselines import tfidf_vectorizer
-    from ..train import classification_metrics
+    from ..metrics import classification_metrics
 
     texts, labels = load_split("train")
     val_texts, val_labels = load_split("validation")
