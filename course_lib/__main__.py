@@ -57,17 +57,23 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "download every pinned requirement into build/wheelhouse/ for an offline install",
     ),
     "serve": ("course_lib.serve", "main", "serve a fine-tuned model over HTTP (see serve --help)"),
+    "score": (
+        "course_lib.hackathon.cli",
+        "main",
+        "score the hackathon teams' files and services; print and draw the leaderboard",
+    ),
 }
 
 
 def print_map(argv: list[str]) -> int:
-    """``map``: the course map as Markdown, with links into notebooks/ (as the README has it)."""
-    from .tooling.coursemap import course_map_markdown
+    """``map [--modules]``: the course map as Markdown, with links into notebooks/ (as the README
+    has it); ``--modules``: which ``course_lib`` modules each lesson imports."""
+    from .tooling.coursemap import course_map_markdown, modules_table_markdown
 
-    if argv:
-        print("usage: python -m course_lib map   (takes no options)")
+    if argv not in ([], ["--modules"]):
+        print("usage: python -m course_lib map [--modules]")
         return 0 if argv[0] in ("-h", "--help") else 2
-    print(course_map_markdown(link_prefix="notebooks/"))
+    print(modules_table_markdown() if argv else course_map_markdown(link_prefix="notebooks/"))
     return 0
 
 
@@ -75,7 +81,6 @@ def usage() -> str:
     width = max(map(len, VERBS))
     lines = ["usage: python -m course_lib VERB [options]   (VERB --help for its options)", ""]
     lines += ["verbs:"] + [f"  {verb:<{width}}  {text}" for verb, (_, _, text) in VERBS.items()]
-    lines += ["", "The hackathon scorer (lesson 10 / score) is added with lesson 10."]
     return "\n".join(lines)
 
 

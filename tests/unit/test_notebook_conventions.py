@@ -66,6 +66,5 @@ def test_readme_lesson_to_module_table_matches_the_notebooks():
     expected = modules_table_markdown()
     assert expected in readme, (
         "README.md's lesson-to-module table differs from the notebooks' imports; paste the "
-        "output of `python -c 'from course_lib.tooling.coursemap import modules_table_markdown as "
-        "m; print(m())'` into it:\n" + expected
+        "output of `python -m course_lib map --modules` into it:\n" + expected
     )
