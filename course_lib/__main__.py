@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(course_map_markdown(link_prefix="notebooks/"))
         return 0
     elif command == "serve":
-        from .serve import main as run
+        from .serving.cli import main as run
     else:
         print(
             f"unknown command {command!r}; expected one of: doctor, student, serve, map\n\n{USAGE}",

@@ -1,0 +1,71 @@
+"""Test fixtures shared by several test modules (kept here, not in the library)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def tiny_classifier(
+    folder: str | os.PathLike,
+    labels: Sequence[str] = ("negative", "neutral", "positive"),
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+) -> Path:
+    """Save a small, randomly initialised BERT classifier with the MiniLM tokenizer to ``folder``.
+
+    Same format as the fine-tuned model (``save_pretrained`` + tokenizer + ``id2label``), built
+    in about a second. Its predictions are meaningless; tests use it for everything but accuracy.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from course_lib.models import packaged_model_dir
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=512,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
+    torch.manual_seed(seed)
+    BertForSequenceClassification(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_served_model(root: Path) -> Path:
+    """A tiny classifier in ``root/tiny-model`` with its ONNX export cached in ``root/artifacts``.
+
+    Sets ``COURSE_ARTIFACTS`` (inherited by server subprocesses, which then find the export);
+    the caller restores it (see ``artifacts_env``).
+    """
+    from course_lib import optimize
+
+    os.environ["COURSE_ARTIFACTS"] = str(root / "artifacts")
+    folder = tiny_classifier(root / "tiny-model")
+    optimize.onnx_files(folder)  # export once, here
+    return folder
+
+
+class artifacts_env:
+    """Context manager: put ``COURSE_ARTIFACTS`` back as it was on exit."""
+
+    def __enter__(self):
+        self.saved = os.environ.get("COURSE_ARTIFACTS")
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            os.environ.pop("COURSE_ARTIFACTS", None)
+        else:
+            os.environ["COURSE_ARTIFACTS"] = self.saved
