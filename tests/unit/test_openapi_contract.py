@@ -8,10 +8,13 @@ says so. Four servers: ONNX and PyTorch backends, each with and without a token.
 seed, ``MAX_EXAMPLES`` per operation, and a timeout per run.
 """
 
+import copy
 import json
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,11 +45,13 @@ def servers(tmp_path_factory):
                 server.stop()
 
 
-def run_fuzzer(url: str, token: str | None, workdir: Path) -> dict:
+def run_fuzzer(url: str, token: str | None, workdir: Path, extra: tuple = ()) -> dict:
     """``st run`` against ``url``'s contract, every check on; its JSON report."""
     report = workdir / "report.json"
     command = [
-        str(Path(sys.executable).with_name("st")),
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
         "run",
         url + "/openapi.json",
         "--checks",
@@ -69,6 +74,7 @@ def run_fuzzer(url: str, token: str | None, workdir: Path) -> dict:
     ]
     if token:
         command += ["--header", f"Authorization: Bearer {token}"]
+    command += list(extra)
     # in a folder of its own: st keeps replay files in ./.schemathesis
     out = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=180)
     if not report.is_file():
@@ -122,3 +128,46 @@ def test_the_contract_says_what_the_server_enforces():
         if token:
             scheme = spec["components"]["securitySchemes"]["bearerAuth"]
             assert scheme == {"type": "http", "scheme": "bearer"}
+
+
+@contextmanager
+def served_in_a_thread(app):
+    """``app`` under uvicorn on a free loopback port, in a thread of this process."""
+    import uvicorn
+
+    port = S.free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start within 30 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_the_fuzzer_catches_a_contract_that_allows_empty_texts(tmp_path):
+    """The control experiment: issue 16's bug put back (the schema forgets that a text must not
+    be empty), and the fuzzer must report a schema-valid request refused."""
+    labels = ["negative", "neutral", "positive"]
+    uniform = S.Predictor(lambda texts: [[1 / 3] * 3 for _ in texts], labels, "fake", "onnx")
+    app = S.create_app(uniform, batching=False)
+    broken = copy.deepcopy(app.openapi())
+    request = broken["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    one, many = request["schema"]["properties"]["text"]["oneOf"]
+    for text in (one, many["items"]):  # (the same dict twice: the contract reuses it)
+        text.pop("minLength", None), text.pop("pattern", None)
+    app.openapi = lambda: broken
+    with served_in_a_thread(app) as url:
+        # the first failure is enough, and needs no shrinking to a minimal example
+        report = run_fuzzer(url, None, tmp_path, ("--max-failures", "1", "--no-shrink"))
+    found = {failure["code"] for failure in report["failures"]}
+    assert report["exit_code"] != 0 and "ST202" in found, report["output"][-3000:]
