@@ -30,16 +30,29 @@ def inline_refs(schema: Any, spec: dict) -> Any:
     return schema
 
 
-def _first_problem(schema: dict, value: Any) -> str | None:
-    import jsonschema
+# What a broken JSON Schema keyword means, in words (jsonschema's own message quotes the value,
+# which for a 1,000-character text is a wall of text).
+_WORDS = {
+    "minItems": "fewer than {} text(s)",
+    "maxItems": "more than {} texts",
+    "minLength": "shorter than {} character(s)",
+    "maxLength": "longer than {} characters",
+    "pattern": "only white space (a text must match the pattern {})",
+    "type": "not of type {}",
+}
 
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    if not errors:
+
+def _first_problem(schema: dict, value: Any) -> str | None:
+    """Where ``value`` breaks ``schema`` and how, in words; None when it does not."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    error = best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    if error is None:
         return None
-    error = errors[0]
     where = "/".join(str(p) for p in error.absolute_path) or "(the body)"
-    return f"{where}: {error.message[:200]}"
+    words = _WORDS.get(error.validator)
+    return f"{where}: " + (words.format(error.validator_value) if words else error.message[:150])
 
 
 class ServiceClient:
