@@ -48,7 +48,7 @@ def resolve_batching(choice: str, backend: str) -> bool:
     """``--batching auto|on|off`` -> on or off; auto is on for torch, off for onnx.
 
     Micro-batching pays when one model call has a large fixed cost: PyTorch eager spends
-    milliseconds in Python per call (batching served about 1.5x the requests/s in lesson 07's
+    milliseconds in Python per call (batching served 1.3x to 1.5x the requests/s in lesson 07's
     load test). ONNX Runtime int8 has almost no fixed cost per call, and a batch is padded to its
     longest text, so there batching bought nothing. ``benchmarks/load_test.py`` measures it.
     """
