@@ -153,7 +153,6 @@ def served_in_a_thread(app):
 
 
 @pytest.mark.subprocess
-@pytest.mark.slow
 def test_the_fuzzer_catches_a_contract_that_allows_empty_texts(tmp_path):
     """The control experiment: issue 16's bug put back (the schema forgets that a text must not
     be empty), and the fuzzer must report a schema-valid request refused."""
