@@ -56,7 +56,11 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "main",
         "download every pinned requirement into build/wheelhouse/ for an offline install",
     ),
-    "serve": ("course_lib.serve", "main", "serve a fine-tuned model over HTTP (see serve --help)"),
+    "serve": (
+        "course_lib.serving.cli",
+        "main",
+        "serve a fine-tuned model over HTTP (see serve --help)",
+    ),
     "score": (
         "course_lib.hackathon.cli",
         "main",

@@ -107,12 +107,18 @@ def read_training_summary(folder: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
-def trained_max_length(folder: str | os.PathLike) -> int:
-    """The token limit a model was trained with (its summary's ``config.max_length``), so that
-    serving cuts texts where training did; ``settings.MAX_TOKENS`` for a folder without one."""
-    path = Path(folder) / SUMMARY_FILE
-    if path.is_file():
-        limit = json.loads(path.read_text()).get("config", {}).get("max_length")
-        if isinstance(limit, int) and limit > 0:
-            return limit
-    return MAX_TOKENS
+def trained_max_tokens(folder: str | os.PathLike) -> int:
+    """The token limit a model was trained with, so that serving cuts texts where training did.
+
+    Read from ``training_summary.json`` (``config.max_length``, written by
+    ``course_lib.train.train_and_save``); ``course_lib.settings.MAX_TOKENS`` when the folder has
+    no such record (a model trained elsewhere).
+    """
+    summary = Path(folder) / SUMMARY_FILE
+    try:
+        value = json.loads(summary.read_text())["config"]["max_length"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return MAX_TOKENS
+    if not isinstance(value, int) or value < 2:
+        raise ValueError(f"{summary}: config.max_length must be an integer >= 2, got {value!r}")
+    return value

@@ -1,6 +1,6 @@
 """Scoring a team's running service: send each challenge tweet to ``POST /predict``, time it.
 
-The request is the course service's API (``course_lib/serve.py``): ``{"text": ["one tweet"]}``;
+The request is the course service's API (``course_lib.serving``): ``{"text": ["one tweet"]}``;
 the answer must be ``{"predictions": [{"label": "negative" | "neutral" | "positive", ...}]}``.
 One tweet per request, one request at a time, so the time measured is the latency one user sees
 (network included: score every team over the same network). The first request is a warm-up and

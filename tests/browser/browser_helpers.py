@@ -15,15 +15,12 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit
+
+from course_lib.serving.client import ChildProcess, free_port
+from course_lib.tooling.offline import is_loopback
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -75,117 +72,12 @@ def find_chromium() -> str | None:
     return str(default) if default.is_file() else None
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def is_loopback_url(url: str) -> bool:
     """True for URLs that stay on this machine (loopback hosts, data:, blob:, about:)."""
     parts = urlsplit(url)
     if parts.scheme in ("data", "blob", "about", "chrome", "chrome-extension", "devtools"):
         return True
-    host = (parts.hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-class ServerProcess:
-    """A child process in its own process group, with its output in a log file.
-
-    ``stop()`` ends the whole group and every descendant (Jupyter starts kernels in their own
-    sessions, so the group alone is not enough), first politely, then by force.
-    """
-
-    def __init__(
-        self, argv: list[str], log_path: Path, *, env: dict | None = None, cwd: Path | None = None
-    ):
-        self.argv = argv
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def wait_for_http(self, url: str, timeout: float, what: str) -> None:
-        """Poll ``url`` until it answers 200, failing early if the process dies."""
-        deadline = time.monotonic() + timeout
-        last_error = None
-        while time.monotonic() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                raise RuntimeError(
-                    f"{what} exited with status {code} before it answered {url}.\n"
-                    f"--- log ({self.log_path}) ---\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError) as error:
-                last_error = error
-            time.sleep(0.3)
-        raise RuntimeError(
-            f"{what} did not answer {url} within {timeout:.0f} s "
-            f"(last error: {last_error}).\n--- log ({self.log_path}) ---\n"
-            f"{self.log_tail()}"
-        )
-
-    def _descendants(self) -> list:
-        import psutil
-
-        try:
-            return psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-
-    def stop(self, grace: float = 10.0) -> None:
-        import psutil
-
-        children = self._descendants()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=grace)
-        # Whatever outlived its parent (kernels live in their own sessions): terminate, then kill.
-        alive = [p for p in children if p.is_running()]
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.terminate()
-        _, alive = psutil.wait_procs(alive, timeout=grace)
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(alive, timeout=grace)
-        self._log.close()
-
-    def leftovers(self) -> list[int]:
-        """PIDs of this server's process group that still run (should be empty after stop)."""
-        import psutil
-
-        left = []
-        for p in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error):
-                if os.getpgid(p.pid) == self.process.pid and p.status() != psutil.STATUS_ZOMBIE:
-                    left.append(p.pid)
-        return left
+    return bool(parts.hostname) and is_loopback(parts.hostname)
 
 
 # Lab settings for the test run only. Windowing "none" puts every cell in the page (otherwise
@@ -256,7 +148,7 @@ def start_jupyterlab(root_dir: Path, work_dir: Path, *, startup_timeout: float =
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
-    server = ServerProcess(argv, work_dir / "jupyterlab.log", env=env, cwd=root_dir)
+    server = ChildProcess(argv, work_dir / "jupyterlab.log", env=env, cwd=root_dir).start()
     base_url = f"http://127.0.0.1:{port}"
     try:
         server.wait_for_http(base_url + "/api/status", startup_timeout, "JupyterLab")
@@ -356,7 +248,8 @@ JS_RUN_FINISHED = "() => window.__courseRun && window.__courseRun.done"
 _JS_WIDGET_CLOSED = """
   const widgetClosed = (child) => {
     const out = child.querySelector(':scope > .jp-OutputArea-output');
-    return !!(out && out.classList.contains('lm-mod-hidden') && !out.querySelector('.jupyter-widgets'));
+    return !!(out && out.classList.contains('lm-mod-hidden')
+              && !out.querySelector('.jupyter-widgets'));
   };"""
 
 # True once every markdown cell is rendered, every image has loaded, and (when a kernel backs the
@@ -372,7 +265,8 @@ JS_SETTLED = f"""(widgetsLive) => {{
       if (!('{WIDGET_MIMETYPE}' in outputs.get(i).data)) continue;
       const node = children[i] && children[i].node;
       if (!node) return false;
-      if (!node.querySelector('.jupyter-widgets') && !node.textContent.includes('Error displaying widget')
+      if (!node.querySelector('.jupyter-widgets')
+          && !node.textContent.includes('Error displaying widget')
           && !widgetClosed(node))
         return false;
     }}
@@ -411,7 +305,8 @@ JS_REPORT = f"""() => {{
           closed: !!(node && widgetClosed(node)),
           error: (text.includes('Error displaying widget')
                   || (node && node.querySelector('.jupyter-widgets-error-widget')))
-                 ? (text.replace(/\\s+/g, ' ').trim() || 'ipywidgets error view').slice(0, 300) : null}});
+                 ? (text.replace(/\\s+/g, ' ').trim() || 'ipywidgets error view').slice(0, 300)
+                 : null}});
       }}
     }}
     // Tracebacks shown anywhere in the cell's output, including inside Output widgets
@@ -448,7 +343,8 @@ JS_NOTEBOOK_HEIGHT = f"""() => {{
 
 JS_SCROLL_TO_TOP = f"""() => {{
   const panel = {JS_PANEL};
-  for (const node of [panel.content.node, ...panel.content.node.querySelectorAll('.jp-WindowedPanel-outer')]) {{
+  const windows = panel.content.node.querySelectorAll('.jp-WindowedPanel-outer');
+  for (const node of [panel.content.node, ...windows]) {{
     node.scrollTop = 0;
   }}
   const outer = panel.content.node.closest('.jp-WindowedPanel-outer');

@@ -1,8 +1,9 @@
 """The demo page of the deployment lesson, in a real browser.
 
-Starts ``python -m course_lib serve --model <fine-tuned model> --port <free port>``, loads the page,
-types a tweet into ``#text``, clicks ``#predict``, and checks that one probability bar per label
-appears (``#results .prob-bar[data-label]``) with probabilities that make sense: each in [0, 1],
+Starts ``python -m course_lib serve --model <fine-tuned model> --port <free port>`` (through
+``course_lib.serving.client.ServerProcess``), loads the page, types a tweet into ``#text``,
+clicks ``#predict``, and checks that one probability bar per label appears
+(``#results .prob-bar[data-label]``) with probabilities that make sense: each in [0, 1],
 summing to 1, the highlighted bar the most likely one. Screenshot:
 ``build/screenshots/demo_page.png``.
 """
@@ -10,12 +11,12 @@ summing to 1, the highlighted bar the most likely one. Screenshot:
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 
 import pytest
-from browser_helpers import REPO_ROOT, SCREENSHOTS_DIR, ServerProcess, free_port
+from browser_helpers import SCREENSHOTS_DIR
+
+from course_lib.serving.client import ServerProcess
 
 TEXT = "The flight was delayed three hours and nobody told us anything. Never again."
 BAR = "#results .prob-bar[data-label]"
@@ -33,28 +34,15 @@ def fine_tuned_model():
 
 @pytest.fixture(scope="module")
 def demo_server(fine_tuned_model, tmp_path_factory, browser):  # browser: fail fast without Chromium
-    env = dict(os.environ)
-    env.pop("COURSE_API_TOKEN", None)  # the page must work without a token here
-    port = free_port()
+    # no token: the page must work without one here (ServerProcess drops COURSE_API_TOKEN)
     server = ServerProcess(
-        [
-            sys.executable,
-            "-m",
-            "course_lib",
-            "serve",
-            "--model",
-            str(fine_tuned_model),
-            "--port",
-            str(port),
-        ],
-        tmp_path_factory.mktemp("demo-server") / "serve.log",
-        env=env,
-        cwd=REPO_ROOT,
+        fine_tuned_model,
+        startup_timeout=SERVER_START_TIMEOUT,
+        log_path=tmp_path_factory.mktemp("demo-server") / "serve.log",
     )
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        server.wait_for_http(base_url + "/health", SERVER_START_TIMEOUT, "course_lib serve")
-        yield base_url
+        server.start()
+        yield server.url
     finally:
         server.stop()
     left = server.leftovers()
@@ -90,7 +78,8 @@ def test_demo_page_shows_probabilities(demo_server, fine_tuned_model, browser_pa
 
     shown = [bar["label"] for bar in bars]
     assert sorted(shown) == sorted(labels), (
-        f"expected one bar per label {sorted(labels)}, the page shows {shown}; screenshot: {screenshot}"
+        f"expected one bar per label {sorted(labels)}, the page shows {shown}; "
+        f"screenshot: {screenshot}"
     )
     assert all(bar["visible"] for bar in bars), f"some bars are not visible: {bars}"
     probabilities = {

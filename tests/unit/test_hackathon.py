@@ -575,11 +575,13 @@ def test_starter_writes_a_valid_submission(tmp_path):
 def test_scores_lesson_07s_real_service(tmp_path, challenge, monkeypatch):
     """The scorer against a real ``python -m course_lib serve`` (a tiny random model, torch
     backend, with a token): every tweet answered with a course label, a p95 measured."""
-    from course_lib import optimize, serve
+    from tiny_models import tiny_classifier
+
+    from course_lib import serving
 
     monkeypatch.setattr(V, "MIN_TIMED", 3)
-    folder = optimize.tiny_classifier(tmp_path / "tiny")
-    server = serve.ServerProcess(folder, backend="torch", token="tok", log_path=tmp_path / "log")
+    folder = tiny_classifier(tmp_path / "tiny")
+    server = serving.ServerProcess(folder, backend="torch", token="tok", log_path=tmp_path / "log")
     with server:
         board = S.score_all(None, challenge, {"real": server.url}, tokens={"real": "tok"})
     entry = board.rows[0].entry("service")

@@ -1,8 +1,4 @@
-"""A small random BERT classifier in the fine-tuned model's format, built in about a second.
-
-For tests of the tools that read model folders (optimisation, serving) without training first.
-Its predictions are meaningless.
-"""
+"""Test fixtures shared by several test modules (kept here, not in the library)."""
 
 from __future__ import annotations
 
@@ -18,7 +14,11 @@ def tiny_classifier(
     hidden_size: int = 32,
     num_layers: int = 2,
 ) -> Path:
-    """Save a randomly initialised BERT classifier with the MiniLM tokenizer to ``folder``."""
+    """Save a small, randomly initialised BERT classifier with the MiniLM tokenizer to ``folder``.
+
+    Same format as the fine-tuned model (``save_pretrained`` + tokenizer + ``id2label``), built
+    in about a second. Its predictions are meaningless; tests use it for everything but accuracy.
+    """
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -41,3 +41,31 @@ def tiny_classifier(
     BertForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_served_model(root: Path) -> Path:
+    """A tiny classifier in ``root/tiny-model`` with its ONNX export cached in ``root/artifacts``.
+
+    Sets ``COURSE_ARTIFACTS`` (inherited by server subprocesses, which then find the export);
+    the caller restores it (see ``artifacts_env``).
+    """
+    from course_lib import optimize
+
+    os.environ["COURSE_ARTIFACTS"] = str(root / "artifacts")
+    folder = tiny_classifier(root / "tiny-model")
+    optimize.onnx_files(folder)  # export once, here
+    return folder
+
+
+class artifacts_env:
+    """Context manager: put ``COURSE_ARTIFACTS`` back as it was on exit."""
+
+    def __enter__(self):
+        self.saved = os.environ.get("COURSE_ARTIFACTS")
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            os.environ.pop("COURSE_ARTIFACTS", None)
+        else:
+            os.environ["COURSE_ARTIFACTS"] = self.saved

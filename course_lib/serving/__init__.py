@@ -1,0 +1,97 @@
+"""Serve the fine-tuned classifier over HTTP (FastAPI + uvicorn), safe by default, and talk to it.
+
+    python -m course_lib serve --model PATH [--backend onnx|torch] [--host 127.0.0.1] [--port N]
+
+Endpoints
+---------
+- ``POST /predict``  body ``{"text": "one tweet"}`` or ``{"text": ["a", "list"]}``; answers
+  ``{"predictions": [{"label", "scores": {label: probability}, "truncated"}], "model", "backend"}``,
+  one prediction per text, in order (a list even for a single text).
+- ``GET /health``    ``{"status": "ok"}`` once the model is loaded.
+- ``GET /model``     name, labels, backend, version, and the input limits.
+- ``GET /openapi.json`` the exact contract (limits, fields, auth, every error status);
+  ``GET /docs`` renders it with a self-contained page (FastAPI's default one loads its code from
+  a CDN, which does not work offline).
+- ``GET /``          a demo page: type a text, see the class probabilities as bars. Inline CSS
+  and JavaScript only; its Content-Security-Policy forbids loading anything from elsewhere.
+
+Safety defaults: binds ``127.0.0.1``; with ``COURSE_API_TOKEN`` set, ``POST /predict`` needs
+``Authorization: Bearer <token>``; every bad input gets a 4xx ``{"error", "message"}`` answer
+(the table is ``validation.ERRORS``), never a 500, and the server carries on. A text over 1,000
+characters is refused; one within that limit but over the model's token limit (the
+``max_length`` it was trained with) is cut, and its prediction says ``"truncated": true``.
+
+Modules, one concern each:
+
+- ``validation``: limits, the checks of a request, the errors, the JSON Schemas;
+- ``predictor``: the model behind the service, and the micro-batcher;
+- ``app``: the body-size middleware, the FastAPI app, the OpenAPI contract;
+- ``cli``: ``python -m course_lib serve``;
+- ``client``: starting and stopping server processes, the bad-input catalogue, the load test;
+- ``api_client``: a client that checks its requests and the answers against ``/openapi.json``.
+"""
+
+from .api_client import ContractError, ServiceClient
+from .app import BodySizeLimit, create_app, openapi_contract, static_page
+from .cli import DEFAULT_HOST, DEFAULT_PORT, build_parser, exposure_warning, main, resolve_batching
+from .client import (
+    BadInput,
+    ChildProcess,
+    LoadTestResult,
+    ServerProcess,
+    bad_inputs,
+    free_port,
+    load_test,
+    send_bad_inputs,
+)
+from .predictor import BACKENDS, MicroBatcher, Predictor, load_predictor, trained_max_tokens
+from .validation import (
+    ERRORS,
+    MAX_BODY_BYTES,
+    MAX_TEXT_CHARS,
+    MAX_TEXTS,
+    TOKEN_ENV,
+    ApiError,
+    check_token,
+    decode_json_body,
+    error_body,
+    validate_texts,
+)
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "ERRORS",
+    "MAX_BODY_BYTES",
+    "MAX_TEXTS",
+    "MAX_TEXT_CHARS",
+    "TOKEN_ENV",
+    "ApiError",
+    "BadInput",
+    "BodySizeLimit",
+    "ChildProcess",
+    "ContractError",
+    "LoadTestResult",
+    "MicroBatcher",
+    "Predictor",
+    "ServerProcess",
+    "ServiceClient",
+    "bad_inputs",
+    "build_parser",
+    "check_token",
+    "create_app",
+    "decode_json_body",
+    "error_body",
+    "exposure_warning",
+    "free_port",
+    "load_predictor",
+    "load_test",
+    "main",
+    "openapi_contract",
+    "resolve_batching",
+    "send_bad_inputs",
+    "static_page",
+    "trained_max_tokens",
+    "validate_texts",
+]
