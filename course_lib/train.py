@@ -373,19 +373,10 @@ def train_and_save(
     if folder is None:
         folder = default_folder_for(config)
     folder = Path(folder)
-    test_texts, test_labels = load_split("test")
     reuse = env_flag(REUSE_ENV) if reuse is None else reuse
     if reuse and (result := _reused_result(config, folder)) is not None:
         print(f"Reused the model saved in {folder.name} ({REUSE_ENV}=1); unset it to train again.")
-        test = evaluate(
-            result.model,
-            result.tokenizer,
-            test_texts,
-            test_labels,
-            config.eval_batch_size,
-            config.max_length,
-        )
-        return result, test, folder
+        return result, _test_metrics(result), folder
     texts, labels = load_split("train")
     if config.train_size is not None:
         texts, labels = subsample(texts, labels, config.train_size, seed=config.seed)
@@ -396,14 +387,7 @@ def train_and_save(
     if not distributed.is_main():  # under torchrun only rank 0 tests and saves
         return result, {}, folder
     t0 = time.perf_counter()
-    test = evaluate(
-        result.model,
-        result.tokenizer,
-        test_texts,
-        test_labels,
-        config.eval_batch_size,
-        config.max_length,
-    )
+    test = _test_metrics(result)
     test_seconds = time.perf_counter() - t0
     summary = {
         "config": asdict(config),
@@ -424,6 +408,17 @@ def train_and_save(
     }
     save_classifier(result.model, result.tokenizer, folder, summary)
     return result, test, folder
+
+
+def _test_metrics(result: TrainResult) -> dict:
+    """The trained model's metrics (and logits) on the course's test split."""
+    from .data import load_split
+
+    texts, labels = load_split("test")
+    config = result.config
+    return evaluate(
+        result.model, result.tokenizer, texts, labels, config.eval_batch_size, config.max_length
+    )
 
 
 def _reused_result(config: TrainConfig, folder: Path) -> TrainResult | None:

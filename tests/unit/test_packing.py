@@ -4,7 +4,7 @@ import zipfile
 import pytest
 import torch
 
-from course_lib import train
+from course_lib import artifacts, train
 from course_lib.tooling import packing
 
 
@@ -34,7 +34,7 @@ def tiny_model(tmp_path_factory):
 
 
 def _logits(folder):
-    model, tokenizer = train.load_classifier(folder)
+    model, tokenizer = artifacts.load_classifier(folder)
     with torch.no_grad():
         return model(**tokenizer(["good bad", "bad"], padding=True, return_tensors="pt")).logits
 
