@@ -1,6 +1,7 @@
 """Static checks of the committed notebooks: the conventions nbval cannot see."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,26 @@ def test_readme_lesson_to_module_table_matches_the_notebooks():
         "README.md's lesson-to-module table differs from the notebooks' imports; paste the "
         "output of `python -m course_lib map --modules` into it:\n" + expected
     )
+
+
+MACHINE_PATH = re.compile(r"(/work/|/root/|/home/\w|/tmp/|/Users/\w|[A-Z]:\\\\Users\\\\)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_outputs_carry_no_warnings_and_no_machine_paths(path):
+    """What a learner sees before running: no stderr (warnings), no path of anyone's machine."""
+    for index, cell in enumerate(_code_cells(path)):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = "".join(output.get("text", ""))[:200]
+                pytest.fail(f"{path.name}: code cell {index} stores stderr output: {text!r}")
+            found = MACHINE_PATH.search(json.dumps(output))
+            assert not found, f"{path.name}: code cell {index} shows a machine path {found[0]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_learner_cells_print_their_checks_instead_of_asserting(path):
+    for index, cell in enumerate(_code_cells(path)):
+        assert not re.search(r"^\s*assert\b", "".join(cell["source"]), re.M), (
+            f"{path.name}: code cell {index} uses assert; print what was checked instead"
+        )
