@@ -32,6 +32,7 @@ LESSONS = [
     ("05_fine_tuning.ipynb", "Fine-tuning", "real tweets, baselines, a training loop, evaluation"),
     ("06_optimization.ipynb", "Optimisation", "int8, ONNX Runtime, pruning: size, latency, F1"),
     ("07_deployment.ipynb", "Deployment", "FastAPI service, demo page, bad input, load test"),
+    ("09_text_generation.ipynb", "Text generation", "a small Llama, sampling, the KV cache"),
 ]
 
 
