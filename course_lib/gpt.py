@@ -476,19 +476,19 @@ def ngram_perplexities(
 class TrainConfig:
     """Everything that decides the trained model; a saved model is reused only for an equal one."""
 
-    vocab_size: int = 2048
-    d_model: int = 128
-    n_layers: int = 4
+    vocab_size: int = 1024
+    d_model: int = 96
+    n_layers: int = 3
     n_heads: int = 4
-    d_ff: int = 344
+    d_ff: int = 256
     max_len: int = 64
     batch_size: int = 32
-    steps: int = 600
-    lr: float = 3e-3
-    warmup_steps: int = 30
+    steps: int = 400
+    lr: float = 4e-3
+    warmup_steps: int = 20
     weight_decay: float = 0.1
     eval_every: int = 100
-    eval_tweets: int = 500
+    eval_tweets: int = 300
     patience: int = 3
     seed: int = 0
 
