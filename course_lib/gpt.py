@@ -477,17 +477,17 @@ class TrainConfig:
     """Everything that decides the trained model; a saved model is reused only for an equal one."""
 
     vocab_size: int = 1024
-    d_model: int = 96
-    n_layers: int = 3
+    d_model: int = 128
+    n_layers: int = 4
     n_heads: int = 4
-    d_ff: int = 256
+    d_ff: int = 344
     max_len: int = 64
     batch_size: int = 32
-    steps: int = 400
+    steps: int = 1000
     lr: float = 4e-3
-    warmup_steps: int = 20
+    warmup_steps: int = 30
     weight_decay: float = 0.1
-    eval_every: int = 100
+    eval_every: int = 200
     eval_tweets: int = 300
     patience: int = 3
     seed: int = 0
