@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         generate(model, prompt, n, temperature=0, eos_token_id=-1, use_cache=True),
         generate(model, prompt, n, temperature=0, eos_token_id=-1, use_cache=False),
     )
-    print(f"{what}, {model.num_parameters():,} parameters, torch {torch.__version__}, ")
+    print(f"{what}, {model.num_parameters():,} parameters, torch {torch.__version__},")
     print(f"{args.threads} threads on {platform.machine()} ({os.cpu_count()} CPUs visible)")
     print(f"same tokens with and without the cache ({n} tokens): {same}")
     print(f"{'tokens':>7} {'no cache (s)':>13} {'cache (s)':>10} {'ratio':>7}")
