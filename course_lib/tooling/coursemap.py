@@ -34,6 +34,7 @@ LESSONS = [
     ("06_optimization.ipynb", "Optimisation", "int8, ONNX Runtime, pruning: size, latency, F1"),
     ("07_deployment.ipynb", "Deployment", "FastAPI service, demo page, bad input, load test"),
     ("08_scaling_out.ipynb", "Scaling out", "DDP under torchrun, equal to one process, on paper"),
+    ("09_text_generation.ipynb", "Text generation", "a small Llama, sampling, the KV cache"),
     ("10_hackathon.ipynb", "Hackathon", "the brief, team playbook, starter, scorer, leaderboard"),
 ]
 
