@@ -211,9 +211,12 @@ def _drive_first_control(page) -> dict:
         if control.count() == 0:
             continue
         control.scroll_into_view_if_needed()
-        if kind == "slider":
+        if kind == "slider":  # one step towards the side that has room (a slider may start at max)
+            at_max = control.get_attribute("aria-valuenow") == control.get_attribute(
+                "aria-valuemax"
+            )
             control.focus()
-            control.press("ArrowRight")
+            control.press("ArrowLeft" if at_max else "ArrowRight")
         elif kind in ("text box", "text area"):
             control.fill(control.input_value() + " and the staff were great")
             control.press("Enter")
