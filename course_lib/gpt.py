@@ -20,8 +20,7 @@ name map, which is how the tests show the two compute the same logits.
 Shapes: ``B`` batch, ``L`` new positions, ``P`` cached positions, ``S = P + L`` keys,
 ``D = d_model``, ``H`` heads, ``d_head = D / H``, ``V`` vocabulary.
 
-Below the model: the tokenizer, training from scratch on the tweets, and the n-gram baselines.
-Generation (sampling, the KV cache) is in ``course_lib.generation``.
+Below the model: tokenizer, training, n-gram baselines; generation is in course_lib.generation.
 """
 
 from __future__ import annotations
@@ -38,12 +37,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .artifacts import SUMMARY_FILE  # saved next to the model: config, curves, timings
 from .attention import causal_mask, scaled_dot_product_attention
+from .batching import length_bucketed_batches
 from .multihead import merge_heads, split_heads
 from .positional import rope_cos_sin, rotate_half
-from .settings import artifacts_dir, env_flag
-
-SUMMARY_FILE = "training_summary.json"  # saved next to the model: config, curves, timings
+from .settings import REUSE_MODELS_ENV, artifacts_dir, env_flag
+from .tooling.environment import pick_device
+from .train import warmup_linear_factor
 
 # ---------------------------------------------------------------- configuration
 
@@ -508,13 +509,11 @@ def train_gpt(
     """
     from tqdm.auto import tqdm
 
-    from .train import length_bucketed_batches, warmup_linear_factor
-
     torch.manual_seed(config.seed)
     tokenizer = train_tokenizer(train_texts, config.vocab_size)
     rows = encode_tweets(tokenizer, train_texts, config.max_len)
     val_rows = encode_tweets(tokenizer, val_texts[: config.eval_tweets], config.max_len)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or pick_device()
     model = GPT(config.model_config()).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]  # no weight decay on norm gains
     rest = [p for p in model.parameters() if p.dim() < 2]
@@ -577,7 +576,7 @@ def trained_gpt(config: TrainConfig = TrainConfig(), folder=None, reuse=None, pr
     from .data import load_split
 
     folder = default_folder() if folder is None else Path(folder)
-    reuse = env_flag("COURSE_REUSE_MODELS") if reuse is None else reuse
+    reuse = env_flag(REUSE_MODELS_ENV) if reuse is None else reuse
     summary_file = folder / SUMMARY_FILE
     if reuse and summary_file.is_file():
         summary = json.loads(summary_file.read_text())

@@ -20,6 +20,9 @@ REQUIREMENTS = REPO_ROOT / "requirements.txt"
 MAX_TOKENS = 128
 
 ARTIFACTS_ENV = "COURSE_ARTIFACTS"
+# When on, a lesson that trains loads the model it saved earlier with the very same settings
+# instead of training again (the browser tests set it; learners normally leave it off).
+REUSE_MODELS_ENV = "COURSE_REUSE_MODELS"
 _FALSE = ("", "0", "false", "no", "off")
 
 

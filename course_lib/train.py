@@ -42,7 +42,7 @@ from .artifacts import (
 from .batching import encode, pad_batch
 from .data import ID2LABEL, LABEL2ID, LABELS
 from .metrics import evaluate
-from .settings import MAX_TOKENS, NOTEBOOKS_DIR, env_flag
+from .settings import MAX_TOKENS, NOTEBOOKS_DIR, REUSE_MODELS_ENV, env_flag
 
 FULL_RUN_RECORD = NOTEBOOKS_DIR / "measurements" / "05_full_setting.json"
 
@@ -349,9 +349,6 @@ def _jsonable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "logits"}
 
 
-REUSE_ENV = "COURSE_REUSE_MODELS"
-
-
 def train_and_save(
     config: TrainConfig = TrainConfig(),
     folder: str | Path | None = None,
@@ -373,9 +370,11 @@ def train_and_save(
     if folder is None:
         folder = default_folder_for(config)
     folder = Path(folder)
-    reuse = env_flag(REUSE_ENV) if reuse is None else reuse
+    reuse = env_flag(REUSE_MODELS_ENV) if reuse is None else reuse
     if reuse and (result := _reused_result(config, folder)) is not None:
-        print(f"Reused the model saved in {folder.name} ({REUSE_ENV}=1); unset it to train again.")
+        print(
+            f"Reused the model saved in {folder.name} ({REUSE_MODELS_ENV}=1); unset it to retrain."
+        )
         return result, _test_metrics(result), folder
     texts, labels = load_split("train")
     if config.train_size is not None:
