@@ -43,7 +43,7 @@ def _group_of(item) -> str:
     names = [path.name]
     callspec = getattr(item, "callspec", None)
     if callspec is not None:  # a browser test parametrised by notebook
-        names += [getattr(v, "name", str(v)) for v in callspec.params.values()]
+        names += [str(getattr(v, "name", None) or v) for v in callspec.params.values()]
     for group, prefixes in MODEL_CHAINS.items():
         if any(name.startswith(prefixes) for name in names):
             return group
