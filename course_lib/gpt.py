@@ -524,7 +524,8 @@ def train_gpt(
     )
     log = {"history": [], "evaluations": [], "train_seconds": 0.0, "stopped_early": False}
     best, best_state, since_best, step, epoch = math.inf, None, 0, 0, 0
-    bar = tqdm(total=config.steps, desc="training", disable=not progress)
+    # a few redraws a second, not one per step: a flood of widget messages can stall nbval
+    bar = tqdm(total=config.steps, desc="training", disable=not progress, mininterval=0.5)
     lengths = [len(r) for r in rows]
     while step < config.steps and not log["stopped_early"]:
         for b in length_bucketed_batches(lengths, config.batch_size, seed=config.seed + epoch):
@@ -541,7 +542,7 @@ def train_gpt(
             log["train_seconds"] += time.perf_counter() - t0
             log["history"].append({"step": step, "loss": loss.item()})
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.2f}")
+            bar.set_postfix(loss=f"{loss.item():.2f}", refresh=False)
             if step % config.eval_every == 0 or step == config.steps:
                 val_loss = math.log(perplexity(model, val_rows))
                 log["evaluations"].append({"step": step, "val_loss": val_loss})

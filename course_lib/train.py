@@ -288,7 +288,7 @@ def fine_tune(
                 }
             )
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             last = step >= total_steps
             if (i in eval_points or last) and rank.is_main:  # only rank 0 evaluates
                 t1 = time.perf_counter()
