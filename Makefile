@@ -6,9 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Two pytest-xdist workers: the suite waits on kernels, servers and the browser about 40% of the
-# time on 2 cores; conftest.py keeps what must share a process together (see README).
-PYTEST_FLAGS ?= -n 2 --dist loadgroup
+PYTEST_FLAGS ?=
 
 .PHONY: setup lab lab-instructor test lint unit notebooks-test browser-test doctor student agenda \
 	execute-notebooks bundle pack-model clean
