@@ -7,11 +7,24 @@ import numpy as np
 
 
 def attention_heatmap(
-    weights, queries, keys=None, ax=None, title=None, annotate=True, cmap="viridis"
+    weights,
+    queries,
+    keys=None,
+    ax=None,
+    title=None,
+    annotate=True,
+    cmap="viridis",
+    vmax=1.0,
+    colorbar=True,
 ):
     """Draw an ``(L, S)`` attention-weight matrix with the tokens on the axes.
 
     Rows are queries (who is looking), columns are keys (who is looked at); each row sums to 1.
+    The colour scale runs from 0 to ``vmax`` (default 1, the largest possible weight), so panels
+    drawn with the same ``vmax`` can be compared: a nearly uniform row stays dark instead of
+    being stretched to look like full attention. ``vmax=None`` scales to this matrix's largest
+    weight (say so in the title when you use it). ``colorbar`` adds the scale beside the panel.
+    Returns ``(ax, image)``; pass ``image`` to ``plt.colorbar`` to draw one bar for many panels.
     """
     w = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights, dtype=float)
     if w.ndim != 2:
@@ -23,8 +36,9 @@ def attention_heatmap(
             f"and {len(keys)} key labels"
         )
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.55 * len(keys) + 2, 0.5 * len(queries) + 1.5))
-    im = ax.imshow(w, vmin=0, vmax=max(1e-9, w.max()), cmap=cmap)
+        _, ax = plt.subplots(figsize=(0.55 * len(keys) + 2.8, 0.5 * len(queries) + 1.5))
+    top = max(1e-9, w.max()) if vmax is None else vmax
+    im = ax.imshow(w, vmin=0, vmax=top, cmap=cmap)
     ax.set_xticks(range(len(keys)), keys, rotation=60, ha="right")
     ax.set_yticks(range(len(queries)), queries)
     ax.set_xlabel("key (attended to)")
@@ -40,8 +54,10 @@ def attention_heatmap(
                     ha="center",
                     va="center",
                     fontsize=7,
-                    color="white" if w[i, j] < 0.6 * w.max() else "black",
+                    color="white" if w[i, j] < 0.6 * top else "black",
                 )
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     if title:
         ax.set_title(title)
     return ax, im
