@@ -6,7 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PYTEST_FLAGS ?=
+# Two pytest-xdist workers: conftest.py keeps a notebook's cells, a test module and each chain of
+# tests that reuse a trained model together, in order. `make test PYTEST_FLAGS=` runs in one process.
+PYTEST_FLAGS ?= -n 2 --dist loadscope
 
 .PHONY: setup lab lab-instructor test lint unit notebooks-test browser-test doctor student agenda \
 	execute-notebooks bundle pack-model clean
