@@ -1,6 +1,9 @@
 """Speed of the from-scratch WordPiece tokenizer against Hugging Face's fast (Rust) one.
 
-    .venv/bin/python benchmarks/tokenizer_speed.py [--repeats 3] [--unicode-sweep]
+    python benchmarks/tokenizer_speed.py [--repeats 3] [--unicode-sweep]
+
+(with the course's virtual environment active; on Windows too). Lesson 04 keeps one sentence
+and one timing line about this; the measurements and the reasons live here.
 
 Both tokenise all 38,158 tweets of the course corpus in the same run, as one batch call
 (``tok(texts)``) and as one call per text. "cold" is a fresh from-scratch tokenizer with an
@@ -13,6 +16,19 @@ compares the bare work (text -> ids, no special tokens for ours, no Python wrapp
 letter) with both tokenizers and counts the characters where the ids differ; they differ only
 for characters whose Unicode properties changed after the (older) tables the Rust tokenizer
 was built with. It takes a minute or two.
+
+Why the Python version keeps up: it does little work per character (``str.translate`` with
+per-character tables filled on first use) and splits each *distinct* word only once (a word
+cache), and tweets reuse the same words over and over. The Rust tokenizer also tracks, for
+every character, its offset in the original text, which ours does not.
+
+Reference results (moved here from lesson 04; one run on the 2-core development machine,
+shared with other jobs, so absolute times are inflated): a batch call over the 38,158 tweets
+took 0.87 s for ours and 2.91 s for Hugging Face's (ratio 0.30; 1.34 s for ours with an empty
+word cache), and the bare text-to-ids step 0.43 s for ours against 2.14 s for the Rust core
+called directly (ratio 0.20). Across repeated runs on the busy machine the ratios ranged from
+0.2 to 0.6: ours was never the slower one. ``--unicode-sweep``: 503 of 1,112,064 code points
+give different ids (Python 3.11, Unicode 14), none of them in the corpus.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """BERT, the encoder, from scratch; it loads the real pretrained weights.
 
-    x_0 = LayerNorm(E_word[ids] + E_type[token_type_ids] + E_pos[0..L-1])       embeddings
-    a_l = LayerNorm(x_{l-1} + MultiHead(x_{l-1}))                                 attention block
-    x_l = LayerNorm(a_l + W_2 GELU(W_1 a_l + b_1) + b_2)                          feed-forward block
-    pooled = tanh(W_p x_N[:, 0] + b_p)                                            pooler ([CLS])
+    h_0 = LayerNorm(E_word[ids] + E_type[token_type_ids] + E_pos[0..L-1])       embeddings
+    a_l = LayerNorm(h_l + MultiHead(h_l))                                         attention block
+    h_{l+1} = LayerNorm(a_l + W_2 GELU(W_1 a_l + b_1) + b_2)                      feed-forward block
+    pooled = tanh(W_p h_N[:, 0] + b_p)                                            pooler ([CLS])
 
-BERT is "post-LN": the LayerNorm comes after each residual sum. Shapes: ``B`` batch, ``L``
-tokens, ``D = hidden_size``, ``H`` heads, ``I = intermediate_size`` (4 D in BERT).
+Layers are numbered from 0, like ``model.layers[l]`` and the checkpoint's ``encoder.layer.{l}``:
+layer ``l`` (0 .. N-1) turns ``h_l`` into ``h_{l+1}``, so ``hidden_states[l + 1]`` is the output
+of layer ``l`` and ``attentions[l]`` its weights. BERT is "post-LN": the LayerNorm comes after
+each residual sum. Shapes: ``B`` batch, ``L`` tokens, ``D = hidden_size``, ``H`` heads,
+``I = intermediate_size`` (4 D in BERT).
 
 The self-attention is ``course_lib.multihead.MultiHeadAttention`` (lesson 02): its
 ``q_proj/k_proj/v_proj`` are BERT's ``attention.self.query/key/value`` and its ``out_proj`` is
@@ -277,6 +280,26 @@ class BertModel(nn.Module):
         return model.to(device or "cpu").eval()
 
 
+def parameter_count(config: BertConfig) -> int:
+    """The number of trainable parameters of ``BertModel(config)``, from the sizes alone.
+
+    With ``D = hidden_size``, ``D_ff = intermediate_size``, ``N = num_hidden_layers``:
+
+    - embeddings: ``(vocab_size + max_position_embeddings + type_vocab_size) D`` for the three
+      tables, ``2 D`` for their LayerNorm;
+    - each layer: ``4 (D^2 + D)`` for the query/key/value/output projections (whatever the
+      number of heads), ``(D D_ff + D_ff) + (D_ff D + D)`` for the feed-forward block, and
+      ``2 * 2 D`` for its two LayerNorms;
+    - the pooler: ``D^2 + D``.
+    """
+    D, D_ff = config.hidden_size, config.intermediate_size
+    tables = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size) * D
+    embeddings = tables + 2 * D
+    layer = 4 * (D * D + D) + (D * D_ff + D_ff) + (D_ff * D + D) + 2 * (2 * D)
+    pooler = D * D + D
+    return embeddings + config.num_hidden_layers * layer + pooler
+
+
 # ---------------------------------------------------------------- loading the pretrained weights
 
 # Hugging Face name (modeling_bert.py) -> our name. "{i}" is the layer number.
@@ -463,6 +486,117 @@ def attention_maps(model: BertModel, tokenizer, text: str) -> tuple[list[str], t
     return tokens, torch.stack([a[0] for a in out.attentions]).cpu()
 
 
+ATTENTION_PATTERNS = ("the previous token", "the next token", "itself", "[CLS]", "[SEP]")
+
+
+def attention_patterns(maps: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How much weight each head gives to five simple targets, averaged over the queries.
+
+    ``maps`` ``(layers, heads, L, L)`` as from ``attention_maps`` (row = query, column = key;
+    the first token ``[CLS]``, the last ``[SEP]``). Returns ``{pattern: (layers, heads)}`` with
+    the patterns of ``ATTENTION_PATTERNS``: the previous token (key ``i - 1``, queries 1..L-1),
+    the next token (key ``i + 1``, queries 0..L-2), the token itself (key ``i``), the first key,
+    the last key. A value of 1 means the head puts all its weight there.
+    """
+    if maps.dim() != 4 or maps.shape[-1] != maps.shape[-2] or maps.shape[-1] < 2:
+        raise ValueError(
+            "maps must be (layers, heads, L, L) with L >= 2 (self-attention of one text), got "
+            f"shape {tuple(maps.shape)}"
+        )
+    i = torch.arange(maps.shape[-1])
+    return {
+        "the previous token": maps[..., i[1:], i[:-1]].mean(-1),
+        "the next token": maps[..., i[:-1], i[1:]].mean(-1),
+        "itself": maps[..., i, i].mean(-1),
+        "[CLS]": maps[..., :, 0].mean(-1),
+        "[SEP]": maps[..., :, -1].mean(-1),
+    }
+
+
+def plot_attention_grid(maps: torch.Tensor, title: str | None = None, cmap: str = "Blues"):
+    """Every head of every layer in one figure: a row per layer, a column per head (both
+    numbered from 0), one 0-1 colour scale for all panels and one colourbar.
+
+    ``maps`` ``(layers, heads, L, L)``; in each panel rows are queries and columns keys, in
+    the order of the tokens. Sized to the width of a notebook. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    maps = torch.as_tensor(maps).detach().cpu()
+    if maps.dim() != 4:
+        raise ValueError(f"maps must be (layers, heads, L, L), got shape {tuple(maps.shape)}")
+    n_layers, n_heads = maps.shape[:2]
+    panel = min(0.8, 9.0 / n_heads)  # inches: 12 heads fill about 10 inches with the colourbar
+    width, height = panel * n_heads + 1.2, panel * n_layers + 1.0
+    # A fixed layout: constrained_layout takes seconds to place 72 panels and a colourbar.
+    fig, axes = plt.subplots(n_layers, n_heads, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(
+        left=0.45 / width,
+        right=1 - 1.0 / width,
+        bottom=0.45 / height,
+        top=1 - 0.55 / height,
+        wspace=0.12,
+        hspace=0.12,
+    )
+    image = None
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            ax = axes[layer, head]
+            image = ax.imshow(maps[layer, head], vmin=0, vmax=1, cmap=cmap)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            for spine in ax.spines.values():  # a thin frame, so pale panels keep their edges
+                spine.set_visible(True)
+                spine.set_color("0.6")
+                spine.set_linewidth(0.6)
+            if layer == 0:
+                ax.set_title(f"head {head}", fontsize=9)
+            if head == 0:
+                ax.set_ylabel(f"layer {layer}", fontsize=9)
+    bar = fig.add_axes((1 - 0.8 / width, 0.25, 0.12 / width, 0.5))
+    fig.colorbar(image, cax=bar, label="attention weight")
+    fig.supxlabel(
+        "each panel: rows = the token that looks (query), columns = the token looked at (key), "
+        "in sentence order",
+        fontsize=9,
+        y=0.1 / height,
+    )
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.1 / height)
+    return fig
+
+
+def plot_similarity_matrix(sim, texts, ax=None, title="cosine similarity of sentence embeddings"):
+    """The ``(N, N)`` similarity matrix of ``texts`` with each value written in its cell, on a
+    fixed 0-1 colour scale with a colourbar (a value below 0 gets the colour of 0). Long texts
+    are shortened on the axes. Returns ``ax``.
+    """
+    import matplotlib.pyplot as plt
+
+    sim = torch.as_tensor(sim).detach().cpu()
+    if sim.dim() != 2 or sim.shape != (len(texts), len(texts)):
+        raise ValueError(
+            f"sim must be (N, N) with N = len(texts) = {len(texts)}, got shape {tuple(sim.shape)}"
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 6), layout="constrained")
+    image = ax.imshow(sim, vmin=0, vmax=1, cmap="viridis")
+    labels = [t if len(t) < 34 else t[:32] + "…" for t in texts]
+    ax.set_xticks(range(len(texts)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(texts)), labels, fontsize=8)
+    for i in range(len(texts)):
+        for j in range(len(texts)):
+            value = float(sim[i, j])
+            label = f"{value:.2f}".replace("-0.00", "0.00")
+            colour = "black" if value > 0.6 else "white"
+            ax.text(j, i, label, ha="center", va="center", fontsize=7, color=colour)
+    ax.grid(False)
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8, label="cosine similarity")
+    return ax
+
+
 def attention_explorer(
     model: BertModel, tokenizer, text: str = "The cat sat on the mat because it was tired."
 ):
@@ -545,19 +679,72 @@ def check_mean_pooling(fn, verbose: bool = True):
     return check_exercise("mean pooling", fn, mean_pooling, cases, verbose=verbose).function
 
 
-def check_attention_mask(fn, verbose: bool = True):
-    """Checker for the mask exercise: ``fn(attention_mask (B, L) of 0/1) -> bool (B, 1, 1, L)``."""
+def check_parameter_count(fn, verbose: bool = True):
+    """Checker for the counting exercise: ``fn(config: BertConfig) -> int``, the number of
+    parameters of ``BertModel(config)``. Compared with ``parameter_count`` on small configs that
+    change one size at a time, then on MiniLM's and bert-base's sizes."""
     from .tooling.exercises import Case, check_exercise
 
-    hint = (
-        "True where the KEY is a real token; add two axes so it broadcasts over heads and queries."
+    tiny = dict(
+        vocab_size=100,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=10,
+        type_vocab_size=2,
+    )
+    minilm = dict(
+        vocab_size=30522,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
     )
     cases = [
-        Case("no padding", (torch.ones(2, 3, dtype=torch.long),), hint=hint),
-        Case("a padded batch", (torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]),), hint=hint),
+        Case(
+            "a tiny BERT: 1 layer, D = 8",
+            (BertConfig(**tiny),),
+            hint="count every table, weight matrix and bias of the embeddings, the layer and "
+            "the pooler; a LayerNorm has a weight and a bias of D numbers each.",
+        ),
+        Case(
+            "the same with 3 layers",
+            (BertConfig(**{**tiny, "num_hidden_layers": 3}),),
+            hint="the embeddings and the pooler exist once; what grows with the number of layers?",
+        ),
+        Case(
+            "the same with 4 heads instead of 2",
+            (BertConfig(**{**tiny, "num_attention_heads": 4}),),
+            hint="splitting D into more heads changes no matrix size (lesson 02).",
+        ),
+        Case(
+            "longer tables: vocabulary 300, 40 positions, 3 token types",
+            (
+                BertConfig(
+                    **{
+                        **tiny,
+                        "vocab_size": 300,
+                        "max_position_embeddings": 40,
+                        "type_vocab_size": 3,
+                    }
+                ),
+            ),
+            hint="each embedding table holds one vector of D numbers per entry.",
+        ),
+        Case(
+            "a wider feed-forward block: intermediate_size 40",
+            (BertConfig(**{**tiny, "intermediate_size": 40}),),
+            hint="the feed-forward block widens to intermediate_size and narrows back again.",
+        ),
+        Case("MiniLM's sizes (config.json above)", (BertConfig(**minilm),)),
+        Case(
+            "bert-base-uncased's sizes: D = 768, 12 layers, I = 3072",
+            (BertConfig(),),
+        ),
     ]
     return check_exercise(
-        "attention mask", fn, attention_mask_from_padding, cases, verbose=verbose
+        "BERT parameter count", fn, parameter_count, cases, verbose=verbose
     ).function
 
 
@@ -570,14 +757,19 @@ __all__ = [
     "HF_TO_OURS",
     "WeightLoadingError",
     "attention_mask_from_padding",
+    "ATTENTION_PATTERNS",
     "attention_maps",
     "attention_explorer",
-    "check_attention_mask",
+    "attention_patterns",
     "check_mean_pooling",
+    "check_parameter_count",
     "convert_hf_state_dict",
     "cosine_similarity_matrix",
     "hf_to_ours",
     "load_pretrained_weights",
     "mean_pooling",
+    "parameter_count",
+    "plot_attention_grid",
+    "plot_similarity_matrix",
     "sentence_embeddings",
 ]

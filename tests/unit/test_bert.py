@@ -287,9 +287,92 @@ def test_checkers_report_correct_wrong_and_unsolved(capsys):
     assert B.check_mean_pooling(unsolved) is B.mean_pooling
     assert "[skipped]" in capsys.readouterr().out
 
-    assert (
-        B.check_attention_mask(lambda m: m.bool()[:, None, None, :])
-        is not B.attention_mask_from_padding
+
+def test_parameter_count_formula_equals_the_modules():
+    for raw in (
+        _tiny_config(),
+        _tiny_config(num_hidden_layers=3, num_attention_heads=8, intermediate_size=48),
+        _tiny_config(vocab_size=7, max_position_embeddings=3, type_vocab_size=1),
+    ):
+        config = B.BertConfig(**raw)
+        counted = sum(p.numel() for p in B.BertModel(config).parameters())
+        assert B.parameter_count(config) == counted
+    minilm = B.BertConfig(
+        hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
     )
-    assert B.check_attention_mask(lambda m: m.bool()) is B.attention_mask_from_padding
-    assert "[not yet]" in capsys.readouterr().out
+    assert B.parameter_count(minilm) == 22_713_216
+    assert B.parameter_count(B.BertConfig()) == 109_482_240  # bert-base-uncased's BertModel
+
+
+def test_parameter_count_checker_reports_correct_wrong_and_unsolved(capsys):
+    def right(config):
+        return B.parameter_count(config)
+
+    def no_layernorms(config):  # a classic slip: LayerNorms hold parameters too
+        D = config.hidden_size
+        return B.parameter_count(config) - 2 * D * (1 + 2 * config.num_hidden_layers)
+
+    def per_head(config):  # another: counting the projections once per head
+        D = config.hidden_size
+        return B.parameter_count(config) + 4 * D * D * (config.num_attention_heads - 1)
+
+    def unsolved(config):
+        raise NotImplementedError
+
+    assert B.check_parameter_count(right) is right
+    assert "[correct]" in capsys.readouterr().out
+    assert B.check_parameter_count(no_layernorms) is B.parameter_count
+    out = capsys.readouterr().out
+    assert "[not yet]" in out and "LayerNorm" in out
+    assert B.check_parameter_count(per_head) is B.parameter_count
+    assert "more heads changes no matrix size" in capsys.readouterr().out
+    assert B.check_parameter_count(unsolved) is B.parameter_count
+    assert "[skipped]" in capsys.readouterr().out
+
+
+def test_attention_patterns_on_hand_made_maps():
+    L = 5
+    previous = torch.zeros(L, L)
+    previous[0, 0] = 1.0
+    previous[torch.arange(1, L), torch.arange(L - 1)] = 1.0
+    uniform = torch.full((L, L), 1.0 / L)
+    to_first = torch.zeros(L, L)
+    to_first[:, 0] = 1.0
+    maps = torch.stack([torch.stack([previous, uniform]), torch.stack([to_first, torch.eye(L)])])
+    found = B.attention_patterns(maps)
+    assert list(found) == list(B.ATTENTION_PATTERNS)
+    assert all(v.shape == (2, 2) for v in found.values())
+    assert found["the previous token"][0, 0] == 1.0 and found["the next token"][0, 0] == 0.0
+    assert torch.allclose(found["itself"][0, 1], torch.tensor(0.2))
+    assert found["[CLS]"][1, 0] == 1.0 and found["[SEP]"][1, 0] == 0.0
+    assert found["itself"][1, 1] == 1.0 and found["[SEP]"][1, 1] == 0.2
+    with pytest.raises(ValueError, match=r"\(layers, heads, L, L\)"):
+        B.attention_patterns(torch.zeros(2, 3, 4))
+
+
+def test_attention_grid_and_similarity_figures(ours, tok):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tokens, maps = B.attention_maps(ours, tok, "The cat sat on the mat.")
+    fig = B.plot_attention_grid(maps, title="all heads")
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 6 * 12
+    assert panels[0].get_title() == "head 0" and panels[11].get_title() == "head 11"
+    assert panels[0].get_ylabel() == "layer 0" and panels[12 * 5].get_ylabel() == "layer 5"
+    assert all(ax.images[0].get_clim() == (0, 1) for ax in panels)  # one shared scale
+    bars = [ax for ax in fig.axes if not ax.images]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "attention weight"  # one colourbar
+    assert fig.get_size_inches()[0] <= 11  # fits a notebook's width
+    plt.close(fig)
+
+    texts = ["a", "b", "a rather long sentence that the axis labels have to shorten"]
+    sim = B.cosine_similarity_matrix(B.sentence_embeddings(ours, tok, texts))
+    ax = B.plot_similarity_matrix(sim, texts)
+    assert ax.images[0].get_clim() == (0, 1) and len(ax.texts) == 9
+    assert ax.get_xticklabels()[2].get_text().endswith("…")
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="N = len"):
+        B.plot_similarity_matrix(sim, texts[:2])
