@@ -34,7 +34,6 @@ give different ids (Python 3.11, Unicode 14), none of them in the corpus.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import sys
@@ -95,12 +94,11 @@ def main(argv=None) -> int:
 
     from transformers import AutoTokenizer
 
-    from course_lib.data import corpus_path
+    from course_lib.data import read_raw_corpus
     from course_lib.models import packaged_model_dir
     from course_lib.tokenizer import WordPieceTokenizer
 
-    with open(corpus_path(), encoding="latin-1", newline="") as f:
-        texts = [row["text"] for row in csv.DictReader(f)]
+    texts = [t.text for t in read_raw_corpus()]
     hf = AutoTokenizer.from_pretrained(packaged_model_dir())
 
     cold_tok = WordPieceTokenizer.from_pretrained("minilm")

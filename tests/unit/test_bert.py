@@ -1,7 +1,6 @@
 """The from-scratch BERT against transformers.BertModel and sentence-transformers, same weights."""
 
 import copy
-import csv
 import json
 
 import pytest
@@ -9,7 +8,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from course_lib import bert as B
-from course_lib.data import corpus_path
+from course_lib import inspection
+from course_lib.data import read_raw_corpus
 from course_lib.models import packaged_model_dir
 from course_lib.multihead import MultiHeadAttention
 from course_lib.tokenizer import WordPieceTokenizer
@@ -44,8 +44,7 @@ def hf(folder):
 def batch(tok):
     """A padded batch: 12 tweets of different lengths, plus a sentence pair (token types 0
     and 1)."""
-    with open(corpus_path(), encoding="latin-1", newline="") as f:
-        texts = [row["text"] for _, row in zip(range(12), csv.DictReader(f))]
+    texts = [t.text for t in read_raw_corpus()[:12]]
     texts[3] = "ok"
     firsts = texts + ["Is this the question?"]
     seconds = [None] * len(texts) + ["Yes, and this is the second segment."]
@@ -254,14 +253,14 @@ def test_train_mode_uses_dropout_and_eval_mode_is_deterministic(tok):
 
 
 def test_attention_maps_and_explorer(ours, tok):
-    tokens, maps = B.attention_maps(ours, tok, "The cat sat on the mat.")
+    tokens, maps = inspection.attention_maps(ours, tok, "The cat sat on the mat.")
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]"
     assert maps.shape == (6, 12, len(tokens), len(tokens))
     assert torch.allclose(maps.sum(-1), torch.ones(6, 12, len(tokens)), atol=1e-5)
     import matplotlib
 
     matplotlib.use("Agg")
-    widget = B.attention_explorer(ours, tok, "hello world")
+    widget = inspection.attention_explorer(ours, tok, "hello world")
     assert type(widget).__name__ == "VBox"
     text_box, sliders, _ = widget.children
     layer, head = sliders.children
@@ -339,15 +338,15 @@ def test_attention_patterns_on_hand_made_maps():
     to_first = torch.zeros(L, L)
     to_first[:, 0] = 1.0
     maps = torch.stack([torch.stack([previous, uniform]), torch.stack([to_first, torch.eye(L)])])
-    found = B.attention_patterns(maps)
-    assert list(found) == list(B.ATTENTION_PATTERNS)
+    found = inspection.attention_patterns(maps)
+    assert list(found) == list(inspection.ATTENTION_PATTERNS)
     assert all(v.shape == (2, 2) for v in found.values())
     assert found["the previous token"][0, 0] == 1.0 and found["the next token"][0, 0] == 0.0
     assert torch.allclose(found["itself"][0, 1], torch.tensor(0.2))
     assert found["[CLS]"][1, 0] == 1.0 and found["[SEP]"][1, 0] == 0.0
     assert found["itself"][1, 1] == 1.0 and found["[SEP]"][1, 1] == 0.2
     with pytest.raises(ValueError, match=r"\(layers, heads, L, L\)"):
-        B.attention_patterns(torch.zeros(2, 3, 4))
+        inspection.attention_patterns(torch.zeros(2, 3, 4))
 
 
 def test_attention_grid_and_similarity_figures(ours, tok):
@@ -356,8 +355,8 @@ def test_attention_grid_and_similarity_figures(ours, tok):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tokens, maps = B.attention_maps(ours, tok, "The cat sat on the mat.")
-    fig = B.plot_attention_grid(maps, title="all heads")
+    tokens, maps = inspection.attention_maps(ours, tok, "The cat sat on the mat.")
+    fig = inspection.plot_attention_grid(maps, title="all heads")
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 6 * 12
     assert panels[0].get_title() == "head 0" and panels[11].get_title() == "head 11"
@@ -370,9 +369,9 @@ def test_attention_grid_and_similarity_figures(ours, tok):
 
     texts = ["a", "b", "a rather long sentence that the axis labels have to shorten"]
     sim = B.cosine_similarity_matrix(B.sentence_embeddings(ours, tok, texts))
-    ax = B.plot_similarity_matrix(sim, texts)
+    ax = inspection.plot_similarity_matrix(sim, texts)
     assert ax.images[0].get_clim() == (0, 1) and len(ax.texts) == 9
     assert ax.get_xticklabels()[2].get_text().endswith("…")
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="N = len"):
-        B.plot_similarity_matrix(sim, texts[:2])
+        inspection.plot_similarity_matrix(sim, texts[:2])

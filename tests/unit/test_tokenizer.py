@@ -1,13 +1,11 @@
 """The from-scratch WordPiece tokenizer against Hugging Face's fast (Rust) BERT tokenizer."""
 
-import csv
-
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from course_lib.data import corpus_path
+from course_lib.data import read_raw_corpus
 from course_lib.models import packaged_model_dir
 from course_lib.tokenizer import (
     WordPieceTokenizer,
@@ -34,8 +32,7 @@ def hf():
 
 @pytest.fixture(scope="module")
 def corpus_texts():
-    with open(corpus_path(), encoding="latin-1", newline="") as f:
-        return [row["text"] for row in csv.DictReader(f)]
+    return [t.text for t in read_raw_corpus()]
 
 
 EDGE_CASES = [
