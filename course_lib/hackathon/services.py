@@ -14,7 +14,6 @@ time budget is spent) the remaining tweets count as wrong and the scorer moves o
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -27,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 
 from ..data import LABELS
+from ..serving.client import free_port
 from .submissions import NO_ANSWER
 
 TIMEOUT_S = 2.0  # per request; a tweet that takes longer counts as wrong
@@ -240,7 +240,4 @@ class LocalService:
 
 def unused_local_url() -> str:
     """An address on 127.0.0.1 where nothing listens (a service that is down)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port('127.0.0.1')}"

