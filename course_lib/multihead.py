@@ -416,7 +416,10 @@ def check_split_heads(fn, verbose: bool = True):
     from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(2)
-    hint = "reshape to (B, L, H, D/H), then swap the L and H axes with .transpose(1, 2)."
+    hint = (
+        "cut the LAST axis (the features) into H groups of D/H first, leaving the positions where "
+        "they are; only then move the head axis in front of the positions."
+    )
     cases = [
         Case("x (1, 3, 4), 2 heads", (torch.arange(12.0).reshape(1, 3, 4), 2), hint=hint),
         Case("x (2, 5, 12), 3 heads", (torch.randn(2, 5, 12, generator=g), 3), hint=hint),
@@ -436,7 +439,10 @@ def check_merge_heads(fn, verbose: bool = True):
     from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(3)
-    hint = "swap the H and L axes back with .transpose(1, 2), then .reshape(B, L, H * d)."
+    hint = (
+        "undo split_heads in reverse order: first bring the positions back in front of the heads, "
+        "then join the last two axes (H, d) into one of size H * d."
+    )
     cases = [
         Case("x (1, 2, 3, 2)", (torch.arange(12.0).reshape(1, 2, 3, 2),), hint=hint),
         Case("x (2, 3, 5, 4)", (torch.randn(2, 3, 5, 4, generator=g),), hint=hint),

@@ -450,3 +450,11 @@ def test_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, good, bad
 
     assert checker(unsolved) is not unsolved
     assert "[skipped]" in capsys.readouterr().out
+
+
+def test_split_and_merge_hints_explain_without_writing_the_code(capsys):
+    M.check_split_heads(_wrong_split)
+    M.check_merge_heads(lambda x: x.reshape(x.shape[0], x.shape[2], -1))
+    out = capsys.readouterr().out
+    assert "cut the LAST axis" in out and "reverse order" in out
+    assert ".transpose(1, 2)" not in out and ".reshape(" not in out
