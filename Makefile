@@ -15,9 +15,11 @@ PYTEST_FLAGS ?= -n 2 --dist loadscope
 
 setup: $(STAMP)
 
+# --no-compile: Python compiles a module when it is first imported, instead of pip compiling
+# every file of every package up front (most are never imported by the course).
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-compile --progress-bar off -r requirements.txt
 	$(BIN)/python -m pip install --no-deps -e .
 	touch $(STAMP)
 
