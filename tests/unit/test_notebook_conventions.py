@@ -92,3 +92,46 @@ def test_learner_cells_print_their_checks_instead_of_asserting(path):
         assert not re.search(r"^\s*assert\b", "".join(cell["source"]), re.M), (
             f"{path.name}: code cell {index} uses assert; print what was checked instead"
         )
+
+
+def _markdown_cells(path):
+    return [
+        "".join(c["source"])
+        for c in json.loads(path.read_text())["cells"]
+        if c["cell_type"] == "markdown"
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_lesson_opens_with_objectives_and_time(path):
+    first = _markdown_cells(path)[0]
+    assert re.search(r"^\*\*You will be able to:\*\*\s*\n\s*(?:[-*]|\d+\.) ", first, re.M), (
+        f"{path.name}: the first markdown cell must say '**You will be able to:**' and list it"
+    )
+    assert re.search(r"^\*\*Time:\*\* \S", first, re.M), (
+        f"{path.name}: the first markdown cell must say how long the lesson takes ('**Time:**')"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_lesson_ends_with_check_yourself_and_its_answers(path):
+    last = _markdown_cells(path)[-1]
+    assert last.startswith("## Check yourself"), (
+        f"{path.name}: the last markdown cell must start with '## Check yourself'"
+    )
+    questions = re.findall(r"^(?:[-*]|\d+\.) ", last.split("<details>")[0], re.M)
+    assert len(questions) >= 4, f"{path.name}: Check yourself asks {len(questions)} questions"
+    assert re.search(r"<details><summary>Answers</summary>.+</details>", last, re.S), (
+        f"{path.name}: the answers go in a <details><summary>Answers</summary> block"
+    )
+
+
+# Lesson 10 is the hackathon: the challenge is its exercise.
+LESSONS_WITH_EXERCISES = [p for p in NOTEBOOKS if p.name[:2] != "10"]
+
+
+@pytest.mark.parametrize("path", LESSONS_WITH_EXERCISES, ids=lambda p: p.name)
+def test_lesson_has_at_least_two_exercises(path):
+    cells = json.loads(path.read_text())["cells"]
+    exercises = [c for c in cells if "solution" in c.get("metadata", {}).get("tags", [])]
+    assert len(exercises) >= 2, f"{path.name}: {len(exercises)} exercise(s); at least 2 expected"
