@@ -7,7 +7,8 @@
 Target (set for lesson 06): ONNX Runtime int8 at least 4x faster than PyTorch eager fp32 at
 batch 1 (p50, same run), with test macro-F1 within 1 point of fp32. Run it on a quiet machine:
 other busy processes inflate every latency (the rounds are interleaved, so the ratio suffers
-least).
+least). Measurements on the course's test machine, and what was tried to reach 4x:
+benchmarks/latency.md.
 """
 
 from __future__ import annotations

@@ -159,23 +159,66 @@ def speedup(rows: Sequence[Measurement], slow: str, fast: str) -> float:
     return by_name[slow].p50_ms / by_name[fast].p50_ms
 
 
+def plain_log_ticks(axis) -> None:
+    """Label a log-scale matplotlib axis at 1, 2, 3, 5 x 10^k as plain numbers (2, 3, 5, 10),
+    instead of matplotlib's default 2x10^0."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_latency_vs_f1(rows: Sequence[Measurement], ax=None):
-    """Scatter of p50 latency (log x) against macro-F1, marker area proportional to file size."""
+    """Scatter of p50 latency (log x) against macro-F1, marker area proportional to file size.
+
+    Each variant is named in a legend beside the axes (with its size), so that variants whose
+    points nearly coincide (the pruned ones and fp32) stay readable.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
+        _, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for r in rows:
-        ax.scatter(r.p50_ms, r.macro_f1, s=max(20.0, r.size_mb * 3), alpha=0.7)
-        ax.annotate(
-            f"{r.name}\n{r.size_mb:.0f} MB",
-            (r.p50_ms, r.macro_f1),
-            textcoords="offset points",
-            xytext=(6, 4),
-            fontsize=8,
+        ax.scatter(
+            r.p50_ms,
+            r.macro_f1,
+            s=max(20.0, r.size_mb * 3),
+            alpha=0.7,
+            edgecolors="black",
+            linewidths=0.5,
+            label=f"{r.name}, {r.size_mb:.0f} MB",
         )
     ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis)
+    ax.margins(x=0.15, y=0.1)
     ax.set_xlabel("p50 latency at batch 1 (ms, log scale)")
     ax.set_ylabel("test macro-F1")
     ax.set_title("Faster is left, better is up (marker area ~ file size)")
+    ax.legend(
+        fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, labelspacing=1.2
+    )
+    return ax
+
+
+def plot_latency_spread(rows: Sequence[Measurement], ax=None):
+    """Box plot of each variant's batch-1 latencies (log x): box p25-p75, line p50, whiskers
+    p5-p95, one row per variant in table order."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    ax.boxplot(
+        [r.latencies_ms for r in rows],
+        orientation="horizontal",
+        whis=(5, 95),
+        showfliers=False,
+        medianprops={"color": "tab:red"},
+    )
+    ax.set_yticks(range(1, len(rows) + 1), [r.name for r in rows])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis)
+    ax.set_xlabel("batch-1 latency (ms, log scale)")
+    ax.set_title("Latency over the rounds (box p25-p75, line p50, whiskers p5-p95)")
     return ax

@@ -146,7 +146,8 @@ def check_fake_quantize_int8(fn, verbose: bool = True):
         Case(
             "a small vector",
             (torch.tensor([0.5, -1.0, 0.26, 0.0]),),
-            hint="scale = max|w| / 127; then round(w / scale) * scale.",
+            hint="every result must be a whole multiple of the scale, and -1.0 (the largest "
+            "magnitude) must come back unchanged.",
         ),
         Case("a random weight matrix", (torch.randn(16, 32, generator=g) * 0.1,)),
         Case(
@@ -163,6 +164,97 @@ def check_fake_quantize_int8(fn, verbose: bool = True):
     return check_exercise(
         "int8 quantise and dequantise", fn, fake_quantize_int8, cases, atol=1e-6, verbose=verbose
     ).function
+
+
+def predicted_int8_megabytes(model, int8_types: tuple = ()) -> float:
+    """The file size, in MB (10^6 bytes), of ``model`` stored with dynamic int8 quantisation.
+
+    The ``weight`` of every module whose type is in ``int8_types`` costs 1 byte per number;
+    every other parameter (biases, LayerNorm, the weights of other modules) stays float32, 4
+    bytes. ``int8_types=()`` is the float32 model. PyTorch's ``quantize_dynamic`` quantises
+    ``(nn.Linear,)``; ONNX Runtime's quantiser also the embedding tables, ``(nn.Linear,
+    nn.Embedding)``. Scales, names and file format add a little on top.
+    """
+    total = 0
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            in_int8 = name == "weight" and isinstance(module, tuple(int8_types))
+            total += p.numel() * (1 if in_int8 else 4)
+    return total / 1e6
+
+
+def _size_test_model():
+    """A small model with every kind of parameter lesson 06 counts (checker of the size
+    exercise)."""
+    import torch
+
+    class Small(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(1000, 16)
+            self.norm = torch.nn.LayerNorm(16)
+            self.hidden = torch.nn.Linear(16, 64)
+            self.out = torch.nn.Linear(64, 3, bias=False)
+
+    return Small()
+
+
+def check_predicted_int8_megabytes(fn, verbose: bool = True):
+    """Checker for ``fn(model, int8_types) -> MB``; returns the function to use from here on."""
+    import torch
+
+    from .tooling.exercises import Case, check_exercise
+
+    small = _size_test_model()
+    cases = [
+        Case(
+            "all float32 (int8_types empty)",
+            (small, ()),
+            hint="every parameter is a float32 here: 4 bytes each; MB means 10^6 bytes.",
+        ),
+        Case(
+            "nn.Linear in int8 (PyTorch's quantize_dynamic)",
+            (small, (torch.nn.Linear,)),
+            hint="only the weight of a quantised layer goes to 1 byte; its bias stays float32.",
+        ),
+        Case(
+            "nn.Linear and nn.Embedding in int8 (ONNX Runtime)",
+            (small, (torch.nn.Linear, torch.nn.Embedding)),
+            hint="the embedding table is a weight too; the LayerNorm stays float32.",
+        ),
+    ]
+
+    def rounded(f):  # to the byte (10^-6 MB), so that the order of the sums does not matter
+        return lambda *args: round(float(f(*args)), 6)
+
+    result = check_exercise(
+        "size of an int8 model",
+        rounded(fn),
+        rounded(predicted_int8_megabytes),
+        cases,
+        verbose=verbose,
+    )
+    return fn if result.passed else predicted_int8_megabytes
+
+
+def plot_weight_range(w, ax=None):
+    """Histogram of the values of a weight tensor (log counts) with the range ``+-max|w|`` that
+    one int8 scale must cover."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3), layout="constrained")
+    values = w.detach().flatten().float().numpy()
+    edge = float(np.abs(values).max())
+    ax.hist(values, bins=200, color="tab:blue", alpha=0.8, label="weights")
+    for x in (-edge, edge):
+        ax.axvline(x, color="tab:red", ls="--", lw=1, label="±max|w|" if x > 0 else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("weight value")
+    ax.set_ylabel("count (log scale)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.set_title("Most weights are tiny; the scale is set by the rare large ones")
+    return ax
 
 
 # --------------------------------------------------------------------------- the variants

@@ -374,6 +374,85 @@ class LoadTestResult:
         )
 
 
+def littles_law_latency_ms(concurrency: float, requests_per_s: float) -> float:
+    """Little's law: the mean time a request spends in the system, ``C / X``, in ms.
+
+    With ``concurrency`` (C) requests in flight on average and ``requests_per_s`` (X) of them
+    finishing per second, each one stays ``C / X`` seconds, whatever happens inside.
+    """
+    if requests_per_s <= 0:
+        raise ValueError(f"requests_per_s must be > 0, got {requests_per_s!r}")
+    return 1000.0 * concurrency / requests_per_s
+
+
+def check_mean_latency(fn, verbose: bool = True):
+    """Checker for ``fn(concurrency, requests_per_s) -> mean latency in ms`` (Little's law);
+    returns the function to use from here on."""
+    from ..tooling.exercises import Case, check_exercise
+
+    hint = (
+        "C requests are in the system at any moment and X leave it each second; how long "
+        "until one that just arrived has left? Answer in milliseconds."
+    )
+    cases = [
+        Case("one request at a time, 100 requests/s", (1, 100.0), hint=hint),
+        Case("16 in flight, 250 requests/s", (16, 250.0), hint=hint),
+        Case(
+            "64 in flight, 80 requests/s",
+            (64, 80.0),
+            hint="more requests in flight at the same throughput means a longer wait each.",
+        ),
+    ]
+
+    def rounded(f):  # to the microsecond, so that the order of * and / does not matter
+        return lambda *args: round(float(f(*args)), 3)
+
+    result = check_exercise(
+        "Little's law", rounded(fn), rounded(littles_law_latency_ms), cases, verbose=verbose
+    )
+    return fn if result.passed else littles_law_latency_ms
+
+
+def plot_latency_histograms(runs: dict[str, LoadTestResult], ax=None, title: str | None = None):
+    """One histogram per load test on a shared log-spaced axis, with its p50 (solid), p95
+    (dashed) and p99 (dotted) as vertical lines; the legend sits beside the axes."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    from ..measuring import plain_log_ticks
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4), layout="constrained")
+    all_ms = np.concatenate([r.latencies_ms for r in runs.values()])
+    bins = np.logspace(np.log10(all_ms.min()), np.log10(all_ms.max()), 70)
+    styles = ((50, "-"), (95, "--"), (99, ":"))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (name, r), color in zip(runs.items(), colors):
+        ax.hist(
+            r.latencies_ms,
+            bins=bins,
+            alpha=0.55,
+            color=color,
+            density=True,
+            label=f"{name}: {r.requests_per_s:.0f} req/s",
+        )
+        for q, style in styles:
+            ax.axvline(r.percentile(q), color=color, ls=style, lw=1)
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="gray", ls=style, lw=1, label=f"p{q}") for q, style in styles]
+    ax.set_xscale("log")
+    plain_log_ticks(ax.xaxis)
+    ax.set_xlabel("latency per request, seen by the client (ms, log scale)")
+    ax.set_ylabel("density")
+    if title:
+        ax.set_title(title)
+    ax.legend(
+        handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0
+    )
+    return ax
+
+
 def _run_coroutine(coro):
     """``asyncio.run`` that also works inside Jupyter, whose event loop is already running."""
     try:

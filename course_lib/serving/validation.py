@@ -134,6 +134,80 @@ def validate_texts(
     return list(texts)
 
 
+def check_request_texts(fn, verbose: bool = True):
+    """Checker for the lesson 07 exercise ``fn(payload) -> list of texts``, which must refuse a
+    bad body with ``ApiError(422, code, message)`` as ``validate_texts`` does (the code must be
+    the server's; the message is free). Returns the function to use from here on."""
+    from ..tooling.exercises import Case, check_exercise
+
+    def outcome(f):
+        def run(payload):
+            try:
+                texts = f(payload)
+            except ApiError as err:
+                return f"refused: {err.status} {err.code}"
+            if not isinstance(texts, list):
+                return f"a value of type {type(texts).__name__} (expected a list of texts)"
+            if len(texts) > 4:
+                return f"accepted: a list of {len(texts)} texts"
+            shown = [
+                t if not isinstance(t, str) or len(t) <= 30 else f"{t[:8]}... ({len(t)} chars)"
+                for t in texts
+            ]
+            return f"accepted: {shown}"
+
+        return run
+
+    refuse = "refuse it with raise ApiError(422, code, message), the code from the table above."
+    cases = [
+        Case(
+            '{"text": "great crew"}',
+            ({"text": "great crew"},),
+            hint="a single string is one text: return a list holding it.",
+        ),
+        Case('{"text": ["great crew", "lost my bag"]}', ({"text": ["great crew", "lost my bag"]},)),
+        Case(
+            f'{{"text": "{"a" * 4}..."}} exactly at the limit of {MAX_TEXT_CHARS} characters',
+            ({"text": "a" * MAX_TEXT_CHARS},),
+            hint="the limit itself is allowed; only longer texts are refused.",
+        ),
+        Case('["hello"] (not an object)', (["hello"],), hint="the body must be a dict; " + refuse),
+        Case("{} (no field)", ({},), hint="a body without 'text' is an invalid_request."),
+        Case(
+            '{"text": "hi", "lang": "en"}',
+            ({"text": "hi", "lang": "en"},),
+            hint="any field other than 'text' is an unknown_field.",
+        ),
+        Case('{"text": 42}', ({"text": 42},), hint="'text' must be a str or a list; " + refuse),
+        Case(
+            '{"text": ["ok", 3]}',
+            ({"text": ["ok", 3]},),
+            hint="every item of the list must be a str.",
+        ),
+        Case('{"text": "   "}', ({"text": "   "},), hint="a blank text is an empty_text."),
+        Case('{"text": []}', ({"text": []},), hint="an empty list is an empty_list."),
+        Case(
+            f'{{"text": [...{MAX_TEXTS + 1} texts]}}',
+            ({"text": ["hi"] * (MAX_TEXTS + 1)},),
+            hint=f"more than {MAX_TEXTS} texts is too_many_texts.",
+        ),
+        Case(
+            f'{{"text": "..."}} of {MAX_TEXT_CHARS + 1} characters',
+            ({"text": "a" * (MAX_TEXT_CHARS + 1)},),
+            hint="over the character limit is text_too_long.",
+        ),
+        Case(
+            '{"text": "\\ud800"} (a lone surrogate)',
+            ({"text": "\ud800"},),
+            hint="try text.encode('utf-8'): it raises UnicodeEncodeError; that is invalid_text.",
+        ),
+    ]
+    result = check_exercise(
+        "validate a request body", outcome(fn), outcome(validate_texts), cases, verbose=verbose
+    )
+    return fn if result.passed else validate_texts
+
+
 def decode_json_body(body: bytes) -> Any:
     """UTF-8 bytes -> Python value; ``ApiError`` 400 for bytes that are not UTF-8 or not JSON."""
     try:

@@ -289,6 +289,32 @@ def test_plot_latency_vs_f1(tiny):
     ]
     ax = measuring.plot_latency_vs_f1(rows)
     assert ax.get_xscale() == "log" and len(ax.collections) == 2
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["a, 90 MB", "b, 23 MB"]
+    ax.figure.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the data
+    ticks = [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text()]
+    assert "2" in ticks and "10" in ticks  # plain numbers, not 2x10^0
+
+
+def test_plot_latency_spread_and_weight_range():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rows = [
+        measuring.Measurement("a", 90.0, 10.0, 12.0, 100.0, 0.7, 0.8, latencies_ms=[9, 10, 12]),
+        measuring.Measurement("b", 23.0, 2.0, 3.0, 400.0, 0.69, 0.8, latencies_ms=[2, 2.5, 3]),
+    ]
+    ax = measuring.plot_latency_spread(rows)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert ax.get_xscale() == "log" and ax.get_xlabel()
+
+    w = torch.tensor([[-0.5, 0.1], [0.2, 0.05]])
+    ax = O.plot_weight_range(w)
+    assert sorted(line.get_xdata()[0] for line in ax.get_lines()) == pytest.approx([-0.5, 0.5])
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+    ax.figure.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
 
 
 @settings(max_examples=30, deadline=None)
@@ -332,3 +358,59 @@ def test_check_fake_quantize_int8(capsys):
     assert O.check_fake_quantize_int8(forgot_zero) is O.fake_quantize_int8
     out = capsys.readouterr().out
     assert "[not yet]" in out and "all zeros" in out
+
+
+def test_predicted_int8_megabytes_counts_weights_of_the_listed_types(reference):
+    small = O._size_test_model()
+    # embed 1000x16, norm 16+16, hidden 16x64 + 64, out 64x3 (no bias)
+    n_embed, n_norm, n_hidden_w, n_hidden_b, n_out = 16000, 32, 1024, 64, 192
+    total = n_embed + n_norm + n_hidden_w + n_hidden_b + n_out
+    assert O.predicted_int8_megabytes(small) == pytest.approx(4 * total / 1e6)
+    linear = n_embed * 4 + n_norm * 4 + n_hidden_w + n_hidden_b * 4 + n_out
+    assert O.predicted_int8_megabytes(small, (torch.nn.Linear,)) == pytest.approx(linear / 1e6)
+    both = (torch.nn.Linear, torch.nn.Embedding)
+    assert O.predicted_int8_megabytes(small, both) == pytest.approx((linear - 3 * n_embed) / 1e6)
+
+
+def test_predicted_int8_megabytes_is_close_to_the_real_files(tiny, out_dir, onnx_paths, reference):
+    model = reference[0]
+    torch_file = O.torch_dynamic_int8(tiny, out_dir).size_bytes / 1e6
+    predicted = O.predicted_int8_megabytes(model, (torch.nn.Linear,))
+    assert predicted == pytest.approx(torch_file, rel=0.05)
+    # ONNX: the stored tensors are the prediction (plus a few int64 index tables and the
+    # scales); the file adds the graph itself, a fixed cost that is large for a tiny model
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_paths[1])).graph
+    stored = sum(numpy_helper.to_array(t).nbytes for t in graph.initializer) / 1e6
+    both = O.predicted_int8_megabytes(model, (torch.nn.Linear, torch.nn.Embedding))
+    assert both == pytest.approx(stored, rel=0.03)
+    assert both < onnx_paths[1].stat().st_size / 1e6 < both + 0.5
+
+
+def test_check_predicted_int8_megabytes(capsys):
+    assert O.check_predicted_int8_megabytes(O.predicted_int8_megabytes) is (
+        O.predicted_int8_megabytes
+    )
+    assert "[correct]" in capsys.readouterr().out
+
+    def unsolved(model, int8_types):
+        raise NotImplementedError
+
+    assert O.check_predicted_int8_megabytes(unsolved) is O.predicted_int8_megabytes
+    assert "[skipped]" in capsys.readouterr().out
+
+    def biases_in_int8_too(model, int8_types):
+        return (
+            sum(
+                p.numel() * (1 if isinstance(m, int8_types) else 4)
+                for m in model.modules()
+                for p in m.parameters(recurse=False)
+            )
+            / 1e6
+        )
+
+    assert O.check_predicted_int8_megabytes(biases_in_int8_too) is O.predicted_int8_megabytes
+    out = capsys.readouterr().out
+    assert "[not yet]" in out and "bias stays float32" in out and "all float32" not in out

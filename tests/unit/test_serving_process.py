@@ -217,3 +217,50 @@ def test_no_server_outlives_the_servers_a_notebook_started(tiny):
         except psutil.NoSuchProcess:
             pass
     assert [s.running() for s in servers] == [False, False] and not left, left
+
+
+def test_littles_law_and_its_checker(capsys):
+    assert S.littles_law_latency_ms(16, 250.0) == pytest.approx(64.0)
+    assert S.littles_law_latency_ms(1, 100) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="requests_per_s must be > 0"):
+        S.littles_law_latency_ms(16, 0)
+
+    def in_ms(c, x):
+        return c / x * 1000  # another order of the same operations
+
+    assert S.check_mean_latency(in_ms) is in_ms
+    assert "[correct]" in capsys.readouterr().out
+
+    def unsolved(c, x):
+        raise NotImplementedError
+
+    assert S.check_mean_latency(unsolved) is S.littles_law_latency_ms
+    assert "[skipped]" in capsys.readouterr().out
+
+    def in_seconds(c, x):
+        return c / x
+
+    assert S.check_mean_latency(in_seconds) is S.littles_law_latency_ms
+    out = capsys.readouterr().out
+    assert "[not yet]" in out and "returned 0.064, expected 64.0" in out
+
+
+def test_plot_latency_histograms_puts_the_legend_beside_the_data():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {
+        "fast": S.LoadTestResult(100, 4, 1.0, list(range(10, 110)), 0),
+        "slow": S.LoadTestResult(50, 4, 1.0, list(range(100, 150)), 0),
+    }
+    fig, ax = plt.subplots(layout="constrained")
+    S.plot_latency_histograms(runs, ax=ax, title="t")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["fast: 100 req/s", "slow: 50 req/s", "p50", "p95", "p99"]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() and ax.get_ylabel() == "density"
+    fig.canvas.draw()
+    legend_box = ax.get_legend().get_window_extent()
+    assert legend_box.x0 >= ax.get_window_extent().x1  # outside the axes: covers no data
+    plt.close(fig)

@@ -136,3 +136,38 @@ def test_the_schema_and_the_checker_agree_at_the_real_limits():
             assert ok, payload
         except V.ApiError:
             assert not ok, payload
+
+
+def test_check_request_texts_accepts_the_server_and_explains_mistakes(capsys):
+    assert V.check_request_texts(V.validate_texts) is V.validate_texts
+    assert "[correct]" in capsys.readouterr().out
+
+    def unsolved(payload):
+        raise NotImplementedError
+
+    assert V.check_request_texts(unsolved) is V.validate_texts
+    assert "[skipped]" in capsys.readouterr().out
+
+    def forgets_blank_texts_and_unknown_fields(payload):
+        if not isinstance(payload, dict) or "text" not in payload:
+            raise V.ApiError(422, "invalid_request", "no")
+        return V.validate_texts({"text": payload["text"] if payload["text"] != "   " else "x"})
+
+    assert V.check_request_texts(forgets_blank_texts_and_unknown_fields) is V.validate_texts
+    out = capsys.readouterr().out
+    assert "[not yet]" in out and "unknown_field" in out and "empty_text" in out
+
+    def right_rules_wrong_code(payload):
+        try:
+            return V.validate_texts(payload)
+        except V.ApiError as err:
+            raise V.ApiError(400, err.code, err.message) from None
+
+    assert V.check_request_texts(right_rules_wrong_code) is V.validate_texts
+    assert "refused: 400" in capsys.readouterr().out
+
+    def returns_a_tuple(payload):
+        return tuple(V.validate_texts(payload))
+
+    V.check_request_texts(returns_a_tuple)
+    assert "expected a list of texts" in capsys.readouterr().out
