@@ -125,6 +125,43 @@ def check_macro_f1(fn, verbose: bool = True):
     return fn if result.passed else macro_f1_from_confusion
 
 
+def plot_confusion_matrix(confusion, labels: Sequence[str] = LABELS):
+    """Two heatmaps of a confusion matrix (rows = true class, columns = predicted): the counts,
+    and each row divided by its total (so the diagonal is each class's recall, on a 0-1 scale).
+    Each cell is written out; each panel has its colourbar. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    k = len(labels)
+    if counts.shape != (k, k):
+        raise ValueError(f"confusion has shape {counts.shape}; expected ({k}, {k}) for {labels}")
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.9), constrained_layout=True)
+    panels = [
+        (axes[0], counts, "counts", "{:,}", counts.max(), "tweets"),
+        (axes[1], shares, "share of each true class (row sums to 1)", "{:.2f}", 1.0, "share"),
+    ]
+    for ax, matrix, title, fmt, top, bar_label in panels:
+        image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(top, 1e-9))
+        ax.set_xticks(range(k), labels)
+        ax.set_yticks(range(k), labels)
+        ax.set(xlabel="predicted class", ylabel="true class", title=title)
+        ax.grid(False)
+        for i in range(k):
+            for j in range(k):
+                dark = matrix[i, j] > 0.6 * top
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if dark else "black",
+                )
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=bar_label)
+    return fig
+
+
 # Running a classifier over texts and scoring it
 @torch.inference_mode()
 def predict_logits(

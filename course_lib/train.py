@@ -6,13 +6,17 @@ The loop, in order (lesson 05 walks through it):
 2. cut the data into **length-bucketed** batches (``length_bucketed_batches``): tweets of similar
    length share a batch, so dynamic padding (``pad_batch``) adds few ``[PAD]`` tokens;
 3. optionally **freeze** the embeddings and the lowest encoder layers (``freeze_lower_layers``);
-4. **AdamW** with **linear warm-up then linear decay** (``warmup_linear_factor``) and **gradient
-   clipping**;
+4. **AdamW** with **linear warm-up then linear decay** (``warmup_linear_factor``); every step is
+   ``training_step``: the loss (labels given), ``backward()``, **gradient clipping**, the
+   optimizer step, the schedule step, the gradients cleared (``update_weights``);
 5. evaluate on the validation set (macro-F1), keep the best weights, **stop early** when it stops
    improving;
 6. save with ``save_pretrained`` (safetensors) plus the tokenizer and the label names
    (``save_classifier``), written to a temporary folder and renamed, so a crash never leaves a
    half-written model behind.
+
+``plot_learning_curves`` and ``plot_compared_runs`` draw a run; ``check_training_step`` and
+``check_warmup_linear_factor`` are the lesson's exercise checkers.
 
 ``finetuned_model()`` returns the folder of the default fine-tuned classifier in ``artifacts/``,
 training it first (a few minutes on a laptop CPU) when it is not there yet.
@@ -182,8 +186,37 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
 
 
 # --------------------------------------------------------------------------------------------
-# The training loop
+# One training step, and the loop
 # --------------------------------------------------------------------------------------------
+def update_weights(model, optimizer, scheduler, grad_clip: float) -> float:
+    """The end of every training step, once ``backward()`` has filled ``.grad``: clip the gradient
+    to a global L2 norm of ``grad_clip``, take the optimizer step, advance the learning-rate
+    schedule, clear the gradients. Returns the gradient's norm before clipping."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
+
+
+def training_step(model, batch: dict, optimizer, scheduler, grad_clip: float = 1.0) -> float:
+    """One optimizer step on one batch (the reference for lesson 05's exercise).
+
+    ``batch`` holds ``input_ids``, ``attention_mask`` and ``labels`` (``pad_batch``). Forward with
+    the labels, so the model returns the mean cross-entropy; ``backward()``; then
+    ``update_weights`` (clip, step, schedule, clear). Returns the batch's loss as a float.
+
+    ``fine_tune`` does exactly this for every batch. When a batch is cut into parts (gradient
+    accumulation, or several processes under ``torchrun``: lesson 08) it runs forward and
+    backward once per part, each loss weighted by the part's share, before the one
+    ``update_weights``.
+    """
+    loss = model(**batch).loss
+    loss.backward()
+    update_weights(model, optimizer, scheduler, grad_clip)
+    return loss.item()
+
+
 @dataclass
 class TrainResult:
     model: object
@@ -271,10 +304,7 @@ def fine_tune(
                     part_loss.backward()
                 loss, tokens = loss + part_loss.detach(), tokens + int(batch["input_ids"].numel())
             loss = distributed.average(loss)  # the mean loss over the whole batch, on every rank
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = update_weights(model, optimizer, scheduler, config.grad_clip)
             step += 1
             result.train_seconds += time.perf_counter() - t0
             result.history.append(
@@ -487,6 +517,112 @@ def training_summary(folder: str | Path | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# Figures of a run (lesson 05)
+# --------------------------------------------------------------------------------------------
+def plot_learning_curves(
+    result: TrainResult,
+    baseline_f1: float | None = None,
+    baseline_label: str = "TF-IDF (validation)",
+    window: int = 20,
+):
+    """Three panels of one run: the training loss of every step with its moving average over
+    ``window`` steps, the learning rate, and validation macro-F1 at each validation pass (with
+    ``baseline_f1`` as a dashed line; its legend sits below the panel, off the data). Returns the
+    matplotlib Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    loss = np.array([h["loss"] for h in result.history])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
+    axes[0].plot(np.arange(1, len(loss) + 1), loss, alpha=0.3, label="each batch")
+    if len(loss) >= window:
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        axes[0].plot(np.arange(window, len(loss) + 1), smooth, label=f"mean of {window}")
+    axes[0].set(xlabel="optimizer step", ylabel="cross-entropy", title="training loss")
+    axes[0].legend(loc="upper right")
+    axes[1].plot([h["step"] for h in result.history], [h["lr"] for h in result.history])
+    axes[1].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    axes[1].set(xlabel="optimizer step", ylabel="learning rate", title="schedule")
+    steps = [e["step"] for e in result.evaluations]
+    f1 = [e["val_macro_f1"] for e in result.evaluations]
+    axes[2].plot(steps, f1, "o-", label="fine-tuned")
+    if baseline_f1 is not None:
+        axes[2].axhline(baseline_f1, color="gray", ls="--", label=baseline_label)
+    axes[2].set(
+        xlabel="optimizer step",
+        ylabel="validation macro-F1",
+        title="validation macro-F1",
+        xlim=(0, len(loss) * 1.05),
+    )
+    axes[2].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
+    return fig
+
+
+def runs_to_compare(result: TrainResult, test_metrics: dict) -> dict[str, tuple[list, dict]]:
+    """``{name: (evaluations, test metrics)}`` for this notebook's run, the recorded FULL run and,
+    when this notebook ran the default setting, a FULL model you trained yourself (if
+    ``artifacts/minilm-tweets-full`` holds one whose summary kept its validation curve)."""
+    full = recorded_full_run()
+    this_run = "FULL" if full_requested() else "default"
+    runs = {
+        f"{this_run} (this notebook)": (result.evaluations, test_metrics),
+        f"FULL (recorded {full['measured']})": (
+            full["report"]["evaluations"],
+            full["report"]["test"],
+        ),
+    }
+    yours = model_folder(FULL_MODEL_NAME)
+    if this_run == "default" and is_complete_model_folder(yours):
+        try:
+            summary = read_training_summary(yours)
+        except FileNotFoundError:
+            summary = {}
+        if "evaluations" in summary and "test" in summary:
+            runs["FULL (your run)"] = (summary["evaluations"], summary["test"])
+    return runs
+
+
+def plot_compared_runs(
+    runs: dict[str, tuple[list, dict]],
+    baseline_f1: float | None = None,
+    baseline_label: str = "TF-IDF (validation)",
+    labels: list[str] = LABELS,
+):
+    """Two panels for ``runs_to_compare``: validation macro-F1 against the epoch (so runs of
+    different lengths share an axis), and the test F1 of each class, one bar per run. Legends sit
+    below the panels, off the data. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    for name, (evaluations, test) in runs.items():
+        axes[0].plot(
+            [e["epoch"] for e in evaluations],
+            [e["val_macro_f1"] for e in evaluations],
+            "o-",
+            label=f"{name}: test macro-F1 {test['macro_f1']:.3f}",
+        )
+    if baseline_f1 is not None:
+        axes[0].axhline(baseline_f1, color="gray", ls="--", label=baseline_label)
+    axes[0].set(
+        xlabel="epoch (passes over that run's training data)",
+        ylabel="validation macro-F1",
+        title="validation macro-F1 during training",
+    )
+    axes[0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+    width = 0.8 / len(runs)
+    for k, (name, (_, test)) in enumerate(runs.items()):
+        f1 = [test["per_class"][c]["f1"] for c in labels]
+        axes[1].bar(
+            np.arange(len(labels)) + (k - (len(runs) - 1) / 2) * width, f1, width, label=name
+        )
+    axes[1].set_xticks(range(len(labels)), labels)
+    axes[1].set(xlabel="true class", ylabel="test F1", ylim=(0.5, 1), title="test F1 per class")
+    axes[1].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(runs))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
 # Exercise checkers (lesson 05)
 # --------------------------------------------------------------------------------------------
 def check_warmup_linear_factor(fn, verbose: bool = True):
@@ -517,6 +653,127 @@ def check_warmup_linear_factor(fn, verbose: bool = True):
         verbose=verbose,
     )
     return fn if result.passed else warmup_linear_factor
+
+
+def tiny_classifier_for_checks(seed: int = 0):
+    """A randomly initialised one-layer BERT classifier (hidden 16, vocabulary 64, dropout off),
+    built in memory in milliseconds: the model the training-step checker trains."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout=0.0,
+        num_labels=len(LABELS),
+    )
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(config).train()
+
+
+def _tiny_batches(n: int, batch_size: int = 6, seed: int = 0) -> list[dict]:
+    """``n`` padded batches of random token ids and labels for the tiny classifier."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(n):
+        lengths = torch.randint(3, 12, (batch_size,), generator=gen).tolist()
+        ids = [torch.randint(1, 64, (k,), generator=gen).tolist() for k in lengths]
+        labels = torch.randint(0, len(LABELS), (batch_size,), generator=gen).tolist()
+        batches.append(pad_batch(ids, labels, pad_id=0))
+    return batches
+
+
+def _loss_as_float(value) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise TypeError(
+        f"the step returned {type(value).__name__}; expected the batch's loss as a number "
+        "(loss.item())"
+    )
+
+
+def _after_steps(step_fn, what: str, steps: int = 1, grad_clip: float = 1e9, sgd: bool = False):
+    """Train the tiny classifier with ``step_fn`` for ``steps`` batches; return ``what``:
+    ``"loss"`` (the returned losses), ``"weights"`` (all parameters, flattened) or ``"lr"``."""
+    model = tiny_classifier_for_checks()
+    if sgd:  # plain SGD moves the weights by lr x gradient, so clipping shows in them
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    else:
+        optimizer = make_optimizer(model, lr=0.05, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_linear_factor(s, 0, 4)
+    )
+    losses = []
+    for batch in _tiny_batches(steps):
+        losses.append(_loss_as_float(step_fn(model, batch, optimizer, scheduler, grad_clip)))
+    if what == "loss":
+        return torch.tensor(losses, dtype=torch.float64)
+    if what == "lr":
+        return torch.tensor(optimizer.param_groups[0]["lr"], dtype=torch.float64)
+    return torch.cat([p.detach().flatten() for p in model.parameters()]).double()
+
+
+def check_training_step(fn, verbose: bool = True):
+    """Checker for the training-step exercise:
+    ``fn(model, batch, optimizer, scheduler, grad_clip) -> loss``.
+
+    It trains a tiny BERT classifier (``tiny_classifier_for_checks``) with ``fn`` and with
+    ``training_step`` from the same start, and compares the losses, the weights and the learning
+    rate they leave behind. Returns ``fn`` when every check passes, else ``training_step``.
+    """
+    from .tooling.exercises import Case, check_exercise
+
+    cases = [
+        Case(
+            "one batch: the loss you return",
+            ("loss",),
+            hint="pass the whole batch, labels included: model(**batch).loss is the cross-entropy; "
+            "return it as a number.",
+        ),
+        Case(
+            "one batch: the weights after your step",
+            ("weights",),
+            hint="backward() the loss, then optimizer.step().",
+        ),
+        Case(
+            "one batch: the learning rate after your step",
+            ("lr",),
+            hint="the schedule moves one notch per step: scheduler.step(), after optimizer.step().",
+        ),
+        Case(
+            "three batches in a row: the weights",
+            ("weights", 3),
+            hint="(if the one-batch checks pass) gradients add up over backward() calls until "
+            "optimizer.zero_grad() clears them: each step must start from zero.",
+        ),
+        Case(
+            "one batch clipped to gradient norm 0.01 (plain SGD): the weights",
+            ("weights", 1, 0.01, True),
+            hint="(if the checks above pass) between backward() and optimizer.step(), scale the "
+            "whole gradient down to the norm grad_clip: torch.nn.utils.clip_grad_norm_.",
+        ),
+    ]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small runs fastest on one thread
+    try:
+        result = check_exercise(
+            "one training step",
+            lambda *a: _after_steps(fn, *a),
+            lambda *a: _after_steps(training_step, *a),
+            cases,
+            atol=1e-6,
+            verbose=verbose,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return fn if result.passed else training_step
 
 
 def config_overrides(config: TrainConfig, pairs: list[str]) -> dict:

@@ -313,8 +313,45 @@ def test_baselines_on_tiny_data():
         TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, c_grid=(1.0, 10.0)
     )
     assert tf["C"] in (1.0, 10.0) and tf["accuracy"] > 0.9  # memorises its own training data
+    assert set(tf["validation_grid"]) == {"none", "balanced"}
+    assert tf["class_weight"] in (None, "balanced") and tf["n_train"] == len(TEXTS)
+    best = tf["validation_grid"][baselines.weighting_name(tf["class_weight"])][tf["C"]]
+    assert (
+        best
+        == tf["validation_macro_f1"]
+        == max(f for scores in tf["validation_grid"].values() for f in scores.values())
+    )
     emb = baselines.mean_pooled_embeddings(TEXTS[:4])
     assert emb.shape == (4, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+
+def test_tfidf_baseline_says_when_the_best_c_is_at_the_edge_of_its_grid():
+    from course_lib import baselines
+
+    args = (TEXTS, LABELS_IDS, TEXTS, LABELS_IDS, TEXTS, LABELS_IDS)
+    tf = baselines.tfidf_baseline(*args, c_grid=(1.0, 10.0, 100.0), class_weights=(None,))
+    # validation = training data: every C scores 1.0, the first (smallest) is kept, at the edge
+    assert set(tf["validation_grid"]["none"].values()) == {1.0}
+    assert tf["C"] == 1.0 and not tf["best_c_inside_grid"]
+    assert list(tf["validation_grid"]) == ["none"]
+
+
+def test_frozen_features_are_mean_cls_and_pooler_of_one_forward_pass():
+    from transformers import AutoModel, AutoTokenizer
+
+    from course_lib import baselines
+    from course_lib.models import resolve_model
+
+    feats = baselines.frozen_features(TEXTS[:3])
+    assert sorted(feats) == ["cls", "mean", "pooler"]
+    folder = resolve_model("minilm")
+    tok, enc = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        out = enc(**tok(TEXTS[:1], return_tensors="pt"))
+    unit = torch.nn.functional.normalize
+    assert np.allclose(feats["cls"][0], unit(out.last_hidden_state[0, 0], dim=-1), atol=1e-5)
+    assert np.allclose(feats["pooler"][0], unit(out.pooler_output[0], dim=-1), atol=1e-5)
+    assert np.allclose(feats["mean"], baselines.mean_pooled_embeddings(TEXTS[:3]), atol=1e-6)
 
 
 def test_mean_pooling_matches_sentence_transformers():
@@ -373,3 +410,172 @@ def test_reuse_loads_only_a_model_trained_with_the_same_config(tiny_run, tmp_pat
     assert torch.equal(reused.model.classifier.weight, tiny_run.model.classifier.weight)
     assert train._reused_result(train.default_config(lr=1e-3), folder) is None
     assert train._reused_result(config, tmp_path / "missing") is None
+
+
+# ---------------------------------------------------------------------------------------- the step
+def test_training_step_checker_accepts_right_steps_and_explains_wrong_ones(capsys):
+    assert train.check_training_step(train.training_step) is train.training_step
+
+    def zero_first(model, batch, optimizer, scheduler, grad_clip):  # also right: clear, then go
+        optimizer.zero_grad()
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        return loss  # a 0-d tensor counts as a number
+
+    assert train.check_training_step(zero_first) is zero_first
+    assert "[correct]" in capsys.readouterr().out
+
+    def never_cleared(model, batch, optimizer, scheduler, grad_clip):
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        return loss.item()
+
+    assert train.check_training_step(never_cleared) is train.training_step
+    out = capsys.readouterr().out
+    assert "[not yet]" in out and "three batches in a row" in out and "zero_grad" in out
+    assert "one batch: the weights" not in out  # the one-batch checks pass
+
+    def unclipped(model, batch, optimizer, scheduler, grad_clip):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        return loss.item()
+
+    assert train.check_training_step(unclipped) is train.training_step
+    out = capsys.readouterr().out
+    assert "clipped to gradient norm 0.01" in out and "three batches" not in out
+
+    def no_schedule(model, batch, optimizer, scheduler, grad_clip):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return loss.item()
+
+    assert train.check_training_step(no_schedule) is train.training_step
+    out = capsys.readouterr().out
+    assert "one batch: the learning rate after your step" in out and "scheduler.step()" in out
+    assert "the loss you return" not in out
+
+    def returns_nothing(model, batch, optimizer, scheduler, grad_clip):
+        train.training_step(model, batch, optimizer, scheduler, grad_clip)
+
+    assert train.check_training_step(returns_nothing) is train.training_step
+    assert "returned NoneType; expected the batch's loss as a number" in capsys.readouterr().out
+
+    def unsolved(*a):
+        raise NotImplementedError
+
+    assert train.check_training_step(unsolved) is train.training_step
+    assert "[skipped]" in capsys.readouterr().out
+
+
+def test_fine_tune_takes_exactly_training_steps(tmp_path):
+    """The loop's step is ``training_step``: the same batches through it give the same losses and
+    the same weights, number for number (a tiny BERT without dropout)."""
+    from course_lib import distributed
+
+    folder = distributed.tiny_bert_folder(tmp_path / "tiny")
+    cfg = train.default_config(
+        model=str(folder), batch_size=4, train_size=None, evals_per_epoch=1, freeze_layers=1
+    )
+    run = train.fine_tune(
+        TEXTS, LABELS_IDS, TEXTS[:4], LABELS_IDS[:4], cfg, progress=False, max_steps=3
+    )
+
+    torch.manual_seed(cfg.seed)
+    model, tok = train.load_pretrained_classifier(cfg.model)
+    train.freeze_lower_layers(model, cfg.freeze_embeddings, cfg.freeze_layers)
+    model.train()
+    ids = batching.encode(tok, TEXTS, cfg.max_length)
+    batches = batching.length_bucketed_batches(
+        [len(s) for s in ids], cfg.batch_size, seed=cfg.seed, bucket_batches=cfg.bucket_batches
+    )[:3]
+    optimizer = train.make_optimizer(model, cfg.lr, cfg.weight_decay)
+    warmup = round(cfg.warmup_ratio * 3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: train.warmup_linear_factor(s, warmup, 3)
+    )
+    losses = [
+        train.training_step(
+            model,
+            batching.pad_batch([ids[j] for j in b], [LABELS_IDS[j] for j in b], tok.pad_token_id),
+            optimizer,
+            scheduler,
+            cfg.grad_clip,
+        )
+        for b in batches
+    ]
+    assert losses == [h["loss"] for h in run.history]
+    for (name, a), b in zip(model.named_parameters(), run.model.parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_tiny_classifier_for_checks_is_small_and_deterministic():
+    a, b = train.tiny_classifier_for_checks(), train.tiny_classifier_for_checks()
+    assert sum(p.numel() for p in a.parameters()) < 10_000
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+# ---------------------------------------------------------------------------------------- figures
+def _legend_below_axes(fig, ax) -> bool:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return ax.get_legend().get_window_extent(renderer).y1 <= ax.get_window_extent(renderer).y0
+
+
+def test_learning_curves_figure(tiny_run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = train.plot_learning_curves(tiny_run, baseline_f1=0.5)
+    loss_ax, lr_ax, f1_ax = fig.axes
+    assert loss_ax.get_ylabel() == "cross-entropy" and lr_ax.get_ylabel() == "learning rate"
+    assert f1_ax.get_ylabel() == "validation macro-F1"
+    assert all(ax.get_xlabel() == "optimizer step" for ax in fig.axes)
+    assert [t.get_text() for t in f1_ax.get_legend().get_texts()] == [
+        "fine-tuned",
+        "TF-IDF (validation)",
+    ]
+    assert _legend_below_axes(fig, f1_ax)
+
+
+def test_compared_runs_include_the_record_and_keep_legends_off_the_data(
+    tiny_run, tmp_path, monkeypatch
+):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))  # no FULL model of yours here
+    monkeypatch.delenv("COURSE_FULL", raising=False)
+    test = metrics.evaluate(tiny_run.model, tiny_run.tokenizer, TEXTS[:6], LABELS_IDS[:6])
+    runs = train.runs_to_compare(tiny_run, test)
+    assert list(runs)[0] == "default (this notebook)" and list(runs)[1].startswith("FULL (rec")
+    assert len(runs) == 2
+    fig = train.plot_compared_runs(runs, baseline_f1=0.75)
+    curves, bars = fig.axes
+    assert curves.get_ylabel() == "validation macro-F1" and bars.get_ylabel() == "test F1"
+    assert _legend_below_axes(fig, curves) and _legend_below_axes(fig, bars)
+
+
+def test_confusion_matrix_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = metrics.plot_confusion_matrix([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
+    counts, shares = fig.axes[:2]
+    assert len(fig.axes) == 4  # two panels, two colourbars
+    assert counts.get_xlabel() == "predicted class" and counts.get_ylabel() == "true class"
+    assert "5" in [t.get_text() for t in counts.texts]
+    assert "0.83" in [t.get_text() for t in shares.texts]  # 5 of the 6 negatives
+    with pytest.raises(ValueError, match=r"expected \(3, 3\)"):
+        metrics.plot_confusion_matrix([[1, 2], [3, 4]])
