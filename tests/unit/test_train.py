@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_lib import artifacts, batching, metrics, train
+from course_lib import artifacts, batching, learning_curves, metrics, train, train_checks
 from course_lib import settings as course_settings
 from course_lib.data import LABELS
 
@@ -296,10 +296,11 @@ def test_checkers_accept_reference_and_reject_wrong(capsys):
     def unsolved(*a):
         raise NotImplementedError
 
-    assert train.check_warmup_linear_factor(unsolved) is train.warmup_linear_factor
+    assert train_checks.check_warmup_linear_factor(unsolved) is train.warmup_linear_factor
     assert "[skipped]" in capsys.readouterr().out
     assert (
-        train.check_warmup_linear_factor(train.warmup_linear_factor) is train.warmup_linear_factor
+        train_checks.check_warmup_linear_factor(train.warmup_linear_factor)
+        is train.warmup_linear_factor
     )
 
 
@@ -414,7 +415,7 @@ def test_reuse_loads_only_a_model_trained_with_the_same_config(tiny_run, tmp_pat
 
 # ---------------------------------------------------------------------------------------- the step
 def test_training_step_checker_accepts_right_steps_and_explains_wrong_ones(capsys):
-    assert train.check_training_step(train.training_step) is train.training_step
+    assert train_checks.check_training_step(train.training_step) is train.training_step
 
     def zero_first(model, batch, optimizer, scheduler, grad_clip):  # also right: clear, then go
         optimizer.zero_grad()
@@ -426,7 +427,7 @@ def test_training_step_checker_accepts_right_steps_and_explains_wrong_ones(capsy
         scheduler.step()
         return loss  # a 0-d tensor counts as a number
 
-    assert train.check_training_step(zero_first) is zero_first
+    assert train_checks.check_training_step(zero_first) is zero_first
     assert "[correct]" in capsys.readouterr().out
 
     def never_cleared(model, batch, optimizer, scheduler, grad_clip):
@@ -437,7 +438,7 @@ def test_training_step_checker_accepts_right_steps_and_explains_wrong_ones(capsy
         scheduler.step()
         return loss.item()
 
-    assert train.check_training_step(never_cleared) is train.training_step
+    assert train_checks.check_training_step(never_cleared) is train.training_step
     out = capsys.readouterr().out
     assert "[not yet]" in out and "three batches in a row" in out and "zero_grad" in out
     assert "one batch: the weights" not in out  # the one-batch checks pass
@@ -450,7 +451,7 @@ def test_training_step_checker_accepts_right_steps_and_explains_wrong_ones(capsy
         optimizer.zero_grad()
         return loss.item()
 
-    assert train.check_training_step(unclipped) is train.training_step
+    assert train_checks.check_training_step(unclipped) is train.training_step
     out = capsys.readouterr().out
     assert "clipped to gradient norm 0.01" in out and "three batches" not in out
 
@@ -461,7 +462,7 @@ def test_training_step_checker_accepts_right_steps_and_explains_wrong_ones(capsy
         optimizer.zero_grad()
         return loss.item()
 
-    assert train.check_training_step(no_schedule) is train.training_step
+    assert train_checks.check_training_step(no_schedule) is train.training_step
     out = capsys.readouterr().out
     assert "one batch: the learning rate after your step" in out and "scheduler.step()" in out
     assert "the loss you return" not in out
@@ -469,13 +470,13 @@ def test_training_step_checker_accepts_right_steps_and_explains_wrong_ones(capsy
     def returns_nothing(model, batch, optimizer, scheduler, grad_clip):
         train.training_step(model, batch, optimizer, scheduler, grad_clip)
 
-    assert train.check_training_step(returns_nothing) is train.training_step
+    assert train_checks.check_training_step(returns_nothing) is train.training_step
     assert "returned NoneType; expected the batch's loss as a number" in capsys.readouterr().out
 
     def unsolved(*a):
         raise NotImplementedError
 
-    assert train.check_training_step(unsolved) is train.training_step
+    assert train_checks.check_training_step(unsolved) is train.training_step
     assert "[skipped]" in capsys.readouterr().out
 
 
@@ -521,7 +522,7 @@ def test_fine_tune_takes_exactly_training_steps(tmp_path):
 
 
 def test_tiny_classifier_for_checks_is_small_and_deterministic():
-    a, b = train.tiny_classifier_for_checks(), train.tiny_classifier_for_checks()
+    a, b = train_checks.tiny_classifier_for_checks(), train_checks.tiny_classifier_for_checks()
     assert sum(p.numel() for p in a.parameters()) < 10_000
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
@@ -537,7 +538,7 @@ def test_learning_curves_figure(tiny_run):
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = train.plot_learning_curves(tiny_run, baseline_f1=0.5)
+    fig = learning_curves.plot_learning_curves(tiny_run, baseline_f1=0.5)
     loss_ax, lr_ax, f1_ax = fig.axes
     assert loss_ax.get_ylabel() == "cross-entropy" and lr_ax.get_ylabel() == "learning rate"
     assert f1_ax.get_ylabel() == "validation macro-F1"
@@ -558,10 +559,10 @@ def test_compared_runs_include_the_record_and_keep_legends_off_the_data(
     monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))  # no FULL model of yours here
     monkeypatch.delenv("COURSE_FULL", raising=False)
     test = metrics.evaluate(tiny_run.model, tiny_run.tokenizer, TEXTS[:6], LABELS_IDS[:6])
-    runs = train.runs_to_compare(tiny_run, test)
+    runs = learning_curves.runs_to_compare(tiny_run, test)
     assert list(runs)[0] == "default (this notebook)" and list(runs)[1].startswith("FULL (rec")
     assert len(runs) == 2
-    fig = train.plot_compared_runs(runs, baseline_f1=0.75)
+    fig = learning_curves.plot_compared_runs(runs, baseline_f1=0.75)
     curves, bars = fig.axes
     assert curves.get_ylabel() == "validation macro-F1" and bars.get_ylabel() == "test F1"
     assert _legend_below_axes(fig, curves) and _legend_below_axes(fig, bars)
