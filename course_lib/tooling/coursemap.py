@@ -6,8 +6,8 @@ it executes a notebook top to bottom in a fresh kernel.
 
 from __future__ import annotations
 
+import ast
 import json
-import re
 from pathlib import Path
 
 from ..settings import NOTEBOOKS_DIR as NOTEBOOKS
@@ -58,8 +58,27 @@ def course_map_markdown(link_prefix: str = "") -> str:
     return "\n".join(rows)
 
 
-_FROM = re.compile(r"^\s*from course_lib(?:\.(\w+))?\S* import (.+)$", re.M)
-_PLAIN = re.compile(r"^\s*import course_lib\.(\w+)", re.M)
+def _imported_modules(source: str) -> list[str]:
+    """``course_lib`` modules named by the import statements of one code cell, in order."""
+    # IPython's line magics and shell escapes are not Python: blank them out before parsing
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:  # a cell magic (%%bash ...) or broken code: no import to read
+        return []
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name.split(".")[1] for a in node.names if a.name.startswith("course_lib.")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            parts = node.module.split(".")
+            if parts[0] != "course_lib":
+                continue
+            if len(parts) > 1:  # from course_lib.data import LABELS
+                names.append(parts[1])
+            else:  # from course_lib import a, b as c
+                names += [a.name for a in node.names]
+    return names
 
 
 def modules_used(notebook: Path) -> list[str]:
@@ -69,15 +88,8 @@ def modules_used(notebook: Path) -> list[str]:
     for cell in cells:
         if cell["cell_type"] != "code":
             continue
-        source = "".join(cell["source"])
-        names = _PLAIN.findall(source)
-        for parent, imported in _FROM.findall(source):
-            if parent:
-                names.append(parent)
-            else:  # from course_lib import a, b as c
-                names += [n.split(" as ")[0].strip(" ()") for n in imported.split(",")]
-        for name in names:
-            if name and name != "tooling" and name not in found:
+        for name in _imported_modules("".join(cell["source"])):
+            if name != "tooling" and name not in found:
                 found.append(name)
     return found
 

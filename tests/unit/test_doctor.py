@@ -94,8 +94,16 @@ def test_lesson_module_table_lists_what_a_notebook_imports(tmp_path):
             "from course_lib.tooling.coursemap import LESSONS\n",
             "from course_lib.bert import BertModel\n",
             "import course_lib.train\n",
+            "from course_lib import (\n",
+            "    metrics,\n",
+            "    attention,\n",
+            ")\n",
         ],
     }
+    magic = {"cell_type": "code", "source": ["%timeit 1 + 1\n", "from course_lib import gpt\n"]}
     path = tmp_path / "nb.ipynb"
-    path.write_text(json.dumps({"cells": [cell, {"cell_type": "markdown", "source": ["x"]}]}))
-    assert modules_used(path) == ["train", "attention", "data", "bert"]
+    cells = [cell, magic, {"cell_type": "markdown", "source": ["from course_lib import x"]}]
+    path.write_text(json.dumps({"cells": cells}))
+    # in import order, each once, tooling left out; a parenthesised import is read whole, and a
+    # cell with a magic still counts
+    assert modules_used(path) == ["attention", "data", "bert", "train", "metrics", "gpt"]
