@@ -411,7 +411,7 @@ def load_split(name: str) -> tuple[list[str], list[int]]:
 
 
 def split_summary() -> dict[str, dict[str, int]]:
-    """Tweets per label in each split, e.g. ``{"test": {"negative": 905, ...}, ...}``."""
+    """Tweets per label in each split, as recorded: ``{"test": {"negative": 1003, ...}, ...}``."""
     return read_split_record()["split_counts"]
 
 
