@@ -4,19 +4,19 @@
 model and takes its share of every global batch; ``DistributedDataParallel`` averages the
 gradients over the ranks (all-reduce) before the optimizer step, so all copies take the step one
 process would take on the whole batch. Here: ``process_group()`` (gloo on CPU, nccl on GPU,
-timeouts, left also on error, errors recorded per rank); ``batch_parts`` / ``rank_batches`` (the
-length-bucketed batches cut into per-rank parts with loss weights, each example once per epoch);
-rank-0 helpers and collectives; ``launch()`` (torchrun from Python, no shell, live output, a
-``RankFailedError`` naming the failing rank); ``tiny_bert_folder()`` for exact checks; the
-lesson's exercise checkers. ``python -m course_lib.distributed throughput`` times a few real
-training steps; ``python -m course_lib.distributed fail --rank 1 [--hang]`` shows a failing rank.
+timeouts, left also on error, errors recorded per rank); rank-0 helpers and collectives;
+``launch()`` (torchrun from Python, no shell, live output, a ``RankFailedError`` naming the
+failing rank); ``tiny_bert_folder()`` for exact checks. Who trains on which examples
+(``batch_parts``, ``rank_batches``), the scaling rule and the lesson's exercise checkers live in
+``course_lib.sharding`` and are offered here under the same names.
+``python -m course_lib.distributed throughput`` times a few real training steps;
+``python -m course_lib.distributed fail --rank 1 [--hang]`` shows a failing rank.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import shutil
@@ -33,6 +33,11 @@ from pathlib import Path
 import torch
 
 from .settings import artifacts_dir
+from .sharding import batch_parts as batch_parts  # re-exported: train.py and lesson 08 use them
+from .sharding import check_rank_share as check_rank_share
+from .sharding import check_scaled_hyperparameters as check_scaled_hyperparameters
+from .sharding import rank_batches as rank_batches
+from .sharding import scaled_hyperparameters as scaled_hyperparameters
 
 ERROR_DIR_ENV = "COURSE_DIST_ERROR_DIR"  # where each rank writes its error, for the launcher
 TIMEOUT_ENV = "COURSE_DIST_TIMEOUT"  # seconds for set-up and each collective call
@@ -196,90 +201,6 @@ def gradient_sync(model, sync: bool):
     if sync or not hasattr(model, "no_sync"):
         return contextlib.nullcontext()
     return model.no_sync()
-
-
-# ---- The sampler: who sees which examples ------------------------------------------------------
-def batch_parts(
-    batch: list[int], rank: int = 0, world_size: int = 1, accumulation_steps: int = 1
-) -> list[tuple[list[int], float]]:
-    """This rank's parts of one global batch, with their loss weights: ``[(indices, weight), ...]``.
-
-    The batch is cut into ``P = world_size * accumulation_steps`` strided parts: part ``k`` is
-    ``batch[k::P]`` (the batch is length-sorted, so every part gets short and long examples and no
-    rank waits for a long one). Rank ``r`` gets parts ``r, r + world_size, ...``: one per
-    accumulation step. The weight of a part of ``n_k`` of the batch's ``n`` examples is
-
-    .. math:: w_k = \\text{world\\_size} \\cdot n_k / n
-
-    so that DDP's average over ranks of ``sum_k w_k * mean-loss_k`` is the mean loss over the whole
-    batch, also when the parts differ in size. When a batch has fewer examples than parts (the last
-    one of an epoch), an empty part is replaced by the batch's first example with weight 0: the
-    rank still takes part in the all-reduce, and no example counts twice.
-    """
-    if world_size < 1 or not 0 <= rank < world_size or accumulation_steps < 1:
-        raise ValueError(
-            f"need 0 <= rank < world_size and accumulation_steps >= 1, got rank {rank}, "
-            f"world_size {world_size}, accumulation_steps {accumulation_steps}"
-        )
-    if len(batch) == 0:
-        raise ValueError("batch_parts() got an empty batch; expected at least one index")
-    n, p = len(batch), world_size * accumulation_steps
-    parts = []
-    for a in range(accumulation_steps):
-        share = list(batch[rank + a * world_size :: p])
-        if share:
-            parts.append((share, world_size * len(share) / n))
-        else:
-            parts.append(([batch[0]], 0.0))
-    return parts
-
-
-def rank_batches(
-    lengths: list[int],
-    batch_size: int,
-    rank: int = 0,
-    world_size: int = 1,
-    accumulation_steps: int = 1,
-    seed: int = 0,
-    bucket_batches: int = 50,
-) -> list[list[tuple[list[int], float]]]:
-    """One epoch for one rank: for every optimizer step, ``batch_parts`` of the global batch.
-
-    Every rank builds the same length-bucketed global batches (same seed, from
-    ``course_lib.batching.length_bucketed_batches``) and takes its parts, so all ranks take the same
-    number of steps and, over the ranks, every example is used exactly once per epoch.
-    """
-    from .batching import length_bucketed_batches
-
-    if batch_size < world_size * accumulation_steps:
-        raise ValueError(
-            f"batch_size {batch_size} cannot be split into world_size x accumulation_steps = "
-            f"{world_size} x {accumulation_steps} parts; use a batch of at least "
-            f"{world_size * accumulation_steps}"
-        )
-    batches = length_bucketed_batches(
-        lengths, batch_size, shuffle=True, seed=seed, bucket_batches=bucket_batches
-    )
-    return [batch_parts(b, rank, world_size, accumulation_steps) for b in batches]
-
-
-def scaled_hyperparameters(
-    batch_per_rank: int, lr: float, world_size: int, base_world_size: int = 1
-) -> dict:
-    """A recipe tuned on ``base_world_size`` ranks, run on ``world_size`` with the same batch per
-    rank: the global batch grows ``k = world_size / base_world_size`` times, an epoch has ``k``
-    times fewer steps, and the *linear scaling rule* (Goyal et al. 2017, for SGD; with warm-up)
-    multiplies the learning rate by ``k``; for Adam a gentler ``sqrt(k)`` is common.
-    Returns ``{"global_batch", "steps_factor", "lr_linear", "lr_sqrt"}``."""
-    if world_size < 1 or base_world_size < 1:
-        raise ValueError(f"world sizes must be >= 1, got {world_size} and {base_world_size}")
-    k = world_size / base_world_size
-    return {
-        "global_batch": batch_per_rank * world_size,
-        "steps_factor": 1 / k,
-        "lr_linear": lr * k,
-        "lr_sqrt": lr * math.sqrt(k),
-    }
 
 
 # ---- Launching torchrun from Python ------------------------------------------------------------
@@ -483,9 +404,11 @@ def throughput_worker(
     result = fine_tune(
         texts, labels, texts[:8], labels[:8], config, progress=False, max_steps=steps
     )
+    trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
     return {
         "world_size": rank_info().world_size,
         "threads_per_rank": torch.get_num_threads(),
+        "trainable_parameters": trainable,  # the gradients the all-reduce carries every step
         "steps": len(result.history),
         "examples": len(result.history) * batch_size,
         "train_seconds": round(result.train_seconds, 2),
@@ -534,64 +457,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"a deliberate error on rank {info.rank}")
             average(torch.ones(1))  # the others wait here until torchrun stops them
     return 0
-
-
-# ---- Exercise checkers (lesson 08) -------------------------------------------------------------
-def check_rank_indices(fn, verbose: bool = True):
-    """Checker for "which examples does a rank see": ``fn(batch, rank, world_size) -> list[int]``,
-    the indices of ``batch`` that rank ``rank`` trains on (no accumulation)."""
-    from .tooling.exercises import Case, check_exercise
-
-    def reference(batch, rank, world_size):
-        return list(batch[rank::world_size])
-
-    hint = "the parts are strided: rank r takes the examples at positions r, r + world_size, ..."
-    cases = [
-        Case("rank 1 of 2, batch of 8", (list(range(100, 108)), 1, 2), hint=hint),
-        Case("rank 0 of 2, batch of 8", (list(range(100, 108)), 0, 2), hint=hint),
-        Case("rank 2 of 4, batch of 10 (uneven)", (list(range(10, 20)), 2, 4), hint=hint),
-        Case("rank 0 of 1 sees everything", ([5, 3, 9], 0, 1), hint=hint),
-        Case("rank 3 of 4, batch of 3: nothing", ([7, 8, 9], 3, 4), hint=hint),
-    ]
-    result = check_exercise(
-        "which examples does a rank see", lambda *a: list(fn(*a)), reference, cases, verbose=verbose
-    )
-    return result.function
-
-
-def check_scaled_hyperparameters(fn, verbose: bool = True):
-    """Checker for the scaling exercise: ``fn(batch_per_rank, lr, world_size)`` returns
-    ``(global_batch, lr_linear)`` when a recipe tuned on 1 rank runs on ``world_size`` ranks."""
-    from .tooling.exercises import Case, check_exercise
-
-    def reference(batch_per_rank, lr, world_size):
-        s = scaled_hyperparameters(batch_per_rank, lr, world_size)
-        return torch.tensor([s["global_batch"], s["lr_linear"]], dtype=torch.float64)
-
-    def candidate(*a):
-        out = fn(*a)
-        return torch.tensor([float(x) for x in out], dtype=torch.float64)
-
-    hint = (
-        "each rank takes batch_per_rank examples, so one step sees world_size times more; "
-        "the linear rule scales the learning rate by the same factor."
-    )
-    cases = [
-        Case("1 rank", (32, 1e-4, 1), hint=hint),
-        Case("2 ranks", (32, 1e-4, 2), hint=hint),
-        Case("8 ranks", (16, 5e-5, 8), hint=hint),
-    ]
-    result = check_exercise(
-        "batch and learning rate when the world grows",
-        candidate,
-        reference,
-        cases,
-        atol=1e-12,
-        verbose=verbose,
-    )
-    if result.passed:
-        return fn
-    return lambda b, lr, w: (b * w, scaled_hyperparameters(b, lr, w)["lr_linear"])
 
 
 if __name__ == "__main__":

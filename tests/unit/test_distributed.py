@@ -4,10 +4,8 @@ import time
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from course_lib import batching, distributed, train
+from course_lib import distributed, sharding, train
 
 TEXTS = [
     "I love this airline",
@@ -26,63 +24,11 @@ LABELS_IDS = [2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0] * 3
 
 
 # --------------------------------------------------------------------------------------------
-# The sampler
+# The sampler and the scaling rule live in course_lib.sharding (tests/unit/test_sharding.py)
 # --------------------------------------------------------------------------------------------
-@settings(max_examples=150, deadline=None)
-@given(
-    n=st.integers(1, 120),
-    world_size=st.integers(1, 4),
-    accumulation=st.integers(1, 3),
-    extra=st.integers(0, 9),
-    seed=st.integers(0, 5),
-    data=st.data(),
-)
-def test_every_example_exactly_once_per_epoch_across_ranks(
-    n, world_size, accumulation, extra, seed, data
-):
-    lengths = data.draw(st.lists(st.integers(2, 60), min_size=n, max_size=n))
-    batch_size = world_size * accumulation + extra
-    epochs = [
-        distributed.rank_batches(lengths, batch_size, r, world_size, accumulation, seed, 2)
-        for r in range(world_size)
-    ]
-    # every rank takes the same number of optimizer steps (else the all-reduces would not pair)
-    assert len({len(e) for e in epochs}) == 1
-    seen = [i for e in epochs for step in e for part, w in step if w > 0 for i in part]
-    assert sorted(seen) == list(range(n))
-    globals_ = batching.length_bucketed_batches(lengths, batch_size, True, seed, 2)
-    for s, batch in enumerate(globals_):
-        parts = [p for e in epochs for p in e[s]]
-        assert all(len(p) == accumulation for e in epochs for p in [e[s]])
-        # the parts of a step are exactly its global batch (length bucketing is kept) ...
-        assert sorted(i for p, w in parts if w > 0 for i in p) == sorted(batch)
-        # ... and their weights make DDP's average of the weighted losses the batch mean
-        # (1/world) sum_p w_p mean_p = sum_p (n_p/n) mean_p: each part weighs its share
-        assert all(w / world_size == pytest.approx(len(p) / len(batch)) for p, w in parts if w)
-        assert sum(w for p, w in parts) / world_size == pytest.approx(1.0)
-
-
-def test_rank_parts_are_strided_and_uneven_batches_get_a_zero_weight_stand_in():
-    assert distributed.batch_parts(list(range(10, 18)), rank=1, world_size=2) == [
-        ([11, 13, 15, 17], 1.0)
-    ]
-    # 3 examples over 4 ranks: rank 3 has nothing, so it runs example 7 with weight 0
-    assert distributed.batch_parts([7, 8, 9], rank=3, world_size=4) == [([7], 0.0)]
-    parts = distributed.batch_parts([1, 2, 3, 4, 5], rank=0, world_size=2, accumulation_steps=2)
-    assert parts == [([1, 5], 2 * 2 / 5), ([3], 2 * 1 / 5)]
-
-
-def test_sampler_errors_name_what_was_wrong():
-    with pytest.raises(ValueError, match="rank 2, world_size 2"):
-        distributed.batch_parts([1, 2], rank=2, world_size=2)
-    with pytest.raises(ValueError, match="batch_size 3 cannot be split"):
-        distributed.rank_batches([5] * 10, 3, 0, 2, 2)
-
-
-def test_scaled_hyperparameters_linear_and_sqrt_rules():
-    s = distributed.scaled_hyperparameters(32, 1e-4, world_size=8, base_world_size=2)
-    assert s["global_batch"] == 256 and s["steps_factor"] == 0.25
-    assert s["lr_linear"] == pytest.approx(4e-4) and s["lr_sqrt"] == pytest.approx(2e-4)
+def test_distributed_offers_the_sampler_of_sharding_under_the_same_names():
+    for name in ("batch_parts", "rank_batches", "scaled_hyperparameters", "check_rank_share"):
+        assert getattr(distributed, name) is getattr(sharding, name)
 
 
 # --------------------------------------------------------------------------------------------
