@@ -39,7 +39,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "agenda": (
         "course_lib.tooling.agenda",
         "main",
-        "print the day's clock agenda (Markdown); --start 09:00 --track core|full",
+        "print the day's clock agenda (Markdown); --start 08:30 --track core|full",
     ),
     "pack-model": (
         "course_lib.tooling.packing",

@@ -1,6 +1,6 @@
 """The day's clock agenda, in Markdown to print: lessons, breaks and lunch, optional sections.
 
-    python -m course_lib agenda [--start 09:00] [--track core|full]
+    python -m course_lib agenda [--start 08:30] [--track core|full]
 
 Each lesson block lasts the learner time (reading plus exercises, the instructor's estimate kept
 in the notebook's metadata ``course.learner_minutes``, reasoned in docs/instructor.md) plus the
@@ -28,6 +28,9 @@ CORE_LAST_LESSON = 7
 DEFAULT_LEARNER_MINUTES = 30  # used (and flagged) when a notebook carries no estimate
 BREAK_AFTER, BREAK_MINUTES = 90, 15
 LUNCH_AT, LUNCH_MINUTES = 12 * 60, 60
+# The core track (00-07) is about 7 hours of learner time: with lunch and breaks that is a day
+# from 08:30 to 17:30 (from 09:00 it ends at 18:00).
+DEFAULT_START, DEFAULT_DAY_END = "08:30", "17:30"
 
 
 @dataclass
@@ -154,7 +157,10 @@ def _notes(lesson: Lesson) -> str:
 
 
 def agenda_markdown(
-    folder: Path = NOTEBOOKS_DIR, start: str = "09:00", track: str = "core", day_end: str = "17:30"
+    folder: Path = NOTEBOOKS_DIR,
+    start: str = DEFAULT_START,
+    track: str = "core",
+    day_end: str = DEFAULT_DAY_END,
 ) -> str:
     """The agenda as a Markdown document (one table per day)."""
     lessons = read_lessons(folder, track)
@@ -194,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m course_lib agenda", description="Print the day's clock agenda (Markdown)."
     )
-    parser.add_argument("--start", default="09:00", help="start of each day (HH:MM)")
-    parser.add_argument("--day-end", default="17:30", help="latest end of a day (HH:MM)")
+    parser.add_argument("--start", default=DEFAULT_START, help="start of each day (HH:MM)")
+    parser.add_argument("--day-end", default=DEFAULT_DAY_END, help="latest end of a day (HH:MM)")
     parser.add_argument(
         "--track", choices=("core", "full"), default="core", help="core: 00-07; full: every lesson"
     )

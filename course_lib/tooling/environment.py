@@ -95,5 +95,8 @@ def setup(seed: int = DEFAULT_SEED, threads: int | None = None, verbose: bool = 
     set_plot_style()
     device = pick_device()
     if verbose:
-        print(f"course_lib ready: seed {seed}, {threads} threads, device {device.type}")
+        print(
+            f"course_lib ready: seed {seed}, {threads} thread{'s' if threads > 1 else ''}, "
+            f"device {device.type}"
+        )
     return device
