@@ -7,6 +7,10 @@ empty at the end, even when the code that tried swallowed the exception. Under p
 workers inherit the controller's log file, and the controller reads it.
 
 Sharing the cores: ``make test`` runs on two pytest-xdist workers (``-n 2 --dist loadscope``).
+Each worker gets its share of the cores as ``OMP_NUM_THREADS``, which its kernels, servers and
+torchrun inherit and ``setup()`` honours: with a thread per core in each of two processes, the
+threads wait for each other (on the CI machine lesson 09's training ran past 900 s instead of
+about two minutes).
 ``CourseScheduling`` below decides what must stay together on one worker, in collection order:
 a notebook's cells (they share one kernel), a test module (module-scoped fixtures), and each
 chain of tests that reuse a trained model, starting with the notebook that trains it.
@@ -37,6 +41,9 @@ if "COURSE_OFFLINE_LOG" not in os.environ:  # set once, by the controller; worke
 
 
 def pytest_configure(config):
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     os.environ["COURSE_OFFLINE_GUARD"] = "1"
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"

@@ -13,7 +13,13 @@ DEFAULT_SEED = 0
 
 
 def default_threads() -> int:
-    """All cores, but at most 4: more threads than that slow small CPU models down."""
+    """``OMP_NUM_THREADS`` when set, else all cores but at most 4 (more threads than that slow
+    small CPU models down). Set it when several processes share the cores: ``make test`` gives
+    each of its workers its share, because two processes with a thread per core each spend more
+    time waiting for each other than computing."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
     return max(1, min(4, os.cpu_count() or 1))
 
 
