@@ -453,7 +453,7 @@ def plot_latency_histograms(runs: dict[str, LoadTestResult], ax=None, title: str
     return ax
 
 
-def _run_coroutine(coro):
+def run_coroutine(coro):
     """``asyncio.run`` that also works inside Jupyter, whose event loop is already running."""
     try:
         asyncio.get_running_loop()
@@ -543,4 +543,4 @@ def load_test(
             bar.close()
         return LoadTestResult(requests, concurrency, seconds, latencies, errors, samples)
 
-    return _run_coroutine(run())
+    return run_coroutine(run())

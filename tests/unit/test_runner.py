@@ -1,10 +1,10 @@
 import asyncio
 import json
-import threading
 
 import nbformat
 import pytest
 
+from course_lib.serving.client import run_coroutine
 from course_lib.tooling import runner
 
 
@@ -36,25 +36,6 @@ class _StuckClient:
             await asyncio.Event().wait()
 
 
-def _run_in_own_thread(coro):
-    """``asyncio.run`` in a thread of its own: in a full run, an earlier test on this worker
-    (Playwright's sync API) can leave an event loop running in the main thread."""
-    box = {}
-
-    def target():
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised below, in the test's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
 def test_a_hang_becomes_a_failure_that_names_the_cell(monkeypatch):
     monkeypatch.setattr(runner, "HANG_GRACE", 0.2)
     nb = nbformat.v4.new_notebook()
@@ -65,7 +46,9 @@ def test_a_hang_becomes_a_failure_that_names_the_cell(monkeypatch):
         runner.CellFailure,
         match=r"cell 1 \(code: 'w  # hang here'\) hung: no reply from nbclient after 0.3 s",
     ):
-        _run_in_own_thread(asyncio.wait_for(runner.execute_cells(client, nb, cell_timeout=0.1), 10))
+        # In a full run an earlier test on this worker (Playwright's sync API) can leave an event
+        # loop running in this thread; run_coroutine then runs ours in a thread of its own.
+        run_coroutine(asyncio.wait_for(runner.execute_cells(client, nb, cell_timeout=0.1), 10))
     assert client.started == [0, 1]
 
 
