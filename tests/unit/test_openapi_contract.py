@@ -154,8 +154,8 @@ def served_in_a_thread(app):
 
 @pytest.mark.subprocess
 def test_the_fuzzer_catches_a_contract_that_allows_empty_texts(tmp_path):
-    """The control experiment: issue 16's bug put back (the schema forgets that a text must not
-    be empty), and the fuzzer must report a schema-valid request refused."""
+    """The control experiment: the contract's first bug put back (the schema forgets that a text
+    must not be empty), and the fuzzer must report a schema-valid request refused."""
     labels = ["negative", "neutral", "positive"]
     uniform = S.Predictor(lambda texts: [[1 / 3] * 3 for _ in texts], labels, "fake", "onnx")
     app = S.create_app(uniform, batching=False)
