@@ -20,6 +20,14 @@ REQUIREMENTS = REPO_ROOT / "requirements.txt"
 MAX_TOKENS = 128
 
 ARTIFACTS_ENV = "COURSE_ARTIFACTS"
+# The run profile: ``full`` (the default: learners, the committed outputs, ``course_lib run``) or
+# ``quick`` (the test suite, or a learner on a slow laptop told so by the instructor). It sets the
+# length of every heavy loop (training steps, timing rounds, fuzzing examples) through
+# ``by_profile``; notebooks never branch on it, they call the library, which honours it.
+PROFILE_ENV = "COURSE_PROFILE"
+PROFILES = ("full", "quick")
+# ``COURSE_FULL=1``: lesson 05's longer FULL training setting (whole pool, up to 3 epochs).
+FULL_TRAINING_ENV = "COURSE_FULL"
 # When on, a lesson that trains loads the model it saved earlier with the very same settings
 # instead of training again (the browser tests set it; learners normally leave it off).
 REUSE_MODELS_ENV = "COURSE_REUSE_MODELS"
@@ -29,6 +37,38 @@ _FALSE = ("", "0", "false", "no", "off")
 def env_flag(name: str) -> bool:
     """True when the environment variable ``name`` is set to anything but 0/false/no/off/empty."""
     return os.environ.get(name, "").strip().lower() not in _FALSE
+
+
+def profile() -> str:
+    """The run profile, ``$COURSE_PROFILE``: ``"full"`` (default) or ``"quick"``."""
+    value = os.environ.get(PROFILE_ENV, "").strip().lower() or "full"
+    if value not in PROFILES:
+        raise ValueError(
+            f"{PROFILE_ENV}={os.environ[PROFILE_ENV]!r} is not a profile; expected one of "
+            f"{', '.join(PROFILES)} (or unset, which means full)"
+        )
+    return value
+
+
+def by_profile(full, quick):
+    """``full`` under the full profile, ``quick`` under the quick one: the one switch every heavy
+    loop of the course reads (``by_profile(full=200, quick=20)`` timing rounds, say)."""
+    return quick if profile() == "quick" else full
+
+
+def profile_line() -> str:
+    """One line for the top of a notebook: which profile this run uses, and what that means."""
+    if profile() == "quick":
+        return (
+            f"profile: quick (shorter training and fewer timing rounds; numbers differ from the "
+            f"committed outputs; unset {PROFILE_ENV} for the full run)"
+        )
+    return "profile: full (the run the committed outputs and the prose show)"
+
+
+def full_training_requested() -> bool:
+    """True when ``COURSE_FULL`` is on: lesson 05 then trains with its FULL setting."""
+    return env_flag(FULL_TRAINING_ENV)
 
 
 def artifacts_dir() -> Path:

@@ -7,6 +7,7 @@ import os
 import random
 import warnings
 
+from ..settings import profile_line
 from .offline import install_guard_if_requested
 
 DEFAULT_SEED = 0
@@ -105,4 +106,5 @@ def setup(seed: int = DEFAULT_SEED, threads: int | None = None, verbose: bool = 
             f"course_lib ready: seed {seed}, {threads} thread{'s' if threads > 1 else ''}, "
             f"device {device.type}"
         )
+        print(profile_line())
     return device
