@@ -48,7 +48,7 @@ def pytest_configure(config):
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from course_lib.tooling.offline import install_guard
+    from course_lib.runtime.offline import install_guard
 
     install_guard()
 

@@ -31,7 +31,8 @@ def main(argv=None) -> int:
 
     import course_lib
     from course_lib.data import load_split
-    from course_lib.serving.client import ServerProcess, load_test
+    from course_lib.serving.load_test import load_test
+    from course_lib.serving.processes import ServerProcess
 
     course_lib.setup(verbose=False)
     if args.model:

@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from .runtime.exercises import Case, check_exercise
+
 
 def dot_product_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """All pairwise dot products: ``a`` is ``(..., n, d)``, ``b`` is ``(..., m, d)``; result
@@ -208,7 +210,6 @@ def mean_max_weight(
 
 def check_softmax(fn, verbose: bool = True):
     """Checker for the stable-softmax exercise; returns the function to use from here on."""
-    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(1)
     cases = [
@@ -236,7 +237,6 @@ def check_softmax(fn, verbose: bool = True):
 
 def check_causal_mask(fn, verbose: bool = True):
     """Checker for the causal-mask exercise (``fn(L) -> (L, L) bool``, True = may attend)."""
-    from .tooling.exercises import Case, check_exercise
 
     hint = (
         "rows are queries and columns are keys: row i must be True in columns 0..i (the key at "
@@ -323,7 +323,6 @@ def _prediction(fn, name: str):
 
 
 def _check_predictions(title, fn, questions, truth, verbose):
-    from .tooling.exercises import Case, check_exercise
 
     cases = [Case(name, (name,), hint=hint) for name, (_, hint) in questions.items()]
     result = check_exercise(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .runtime.exercises import Case, check_exercise
 from .settings import MAX_TOKENS
 
 
@@ -92,7 +93,6 @@ def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
 # Exercise checker (lesson 05)
 def check_pad_to_longest(fn, verbose: bool = True):
     """Checker for the dynamic-padding exercise: ``fn(sequences, pad_id) -> (B, L_max) int64``."""
-    from .tooling.exercises import Case, check_exercise
 
     hint = (
         "make a (B, longest) tensor full of pad_id (dtype torch.long), "

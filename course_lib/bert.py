@@ -36,6 +36,7 @@ from torch import nn
 
 from .multihead import MultiHeadAttention
 from .positional import cosine_similarity_matrix
+from .runtime.exercises import Case, check_exercise
 
 # ---------------------------------------------------------------- configuration
 
@@ -478,7 +479,6 @@ def sentence_embeddings(
 def check_mean_pooling(fn, verbose: bool = True):
     """Checker for the mean-pooling exercise: ``fn(hidden (B, L, D), attention_mask (B, L)) -> (B,
     D)``."""
-    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(4)
     hidden = torch.randn(3, 5, 4, generator=g)
@@ -510,7 +510,6 @@ def check_parameter_count(fn, verbose: bool = True):
     """Checker for the counting exercise: ``fn(config: BertConfig) -> int``, the number of
     parameters of ``BertModel(config)``. Compared with ``parameter_count`` on small configs that
     change one size at a time, then on MiniLM's and bert-base's sizes."""
-    from .tooling.exercises import Case, check_exercise
 
     tiny = dict(
         vocab_size=100,

@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m course_lib.distributed {throughput,fail}`` (meant to run under torchrun)."""
     import argparse
 
-    from .tooling.environment import setup
+    from .runtime.environment import setup
 
     parser = argparse.ArgumentParser(prog="python -m course_lib.distributed")
     sub = parser.add_subparsers(dest="command", required=True)

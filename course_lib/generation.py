@@ -21,6 +21,8 @@ import time
 
 import torch
 
+from .runtime.exercises import Case, check_exercise
+
 # ---------------------------------------------------------------- filters on the logits
 
 
@@ -249,7 +251,6 @@ def generation_widget(model, tokenizer, prompt: str = "my flight", max_new_token
 
 def check_top_k_filter(fn, verbose: bool = True):
     """Checker for ``fn(logits (..., V), k) -> logits`` with all but the k largest set to -inf."""
-    from .tooling.exercises import Case, check_exercise
 
     hint = "keep the k largest values of each row; every other entry becomes float('-inf')."
     g = torch.Generator().manual_seed(9)
@@ -268,7 +269,6 @@ def check_top_k_filter(fn, verbose: bool = True):
 
 def check_kv_cache_bytes(fn, verbose: bool = True):
     """Checker for ``fn(n_layers, n_kv_heads, d_head, positions, batch, bytes_per_value)``."""
-    from .tooling.exercises import Case, check_exercise
 
     hint = (
         "count one key AND one value vector (d_head numbers) per head, layer, position, sequence."

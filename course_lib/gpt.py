@@ -42,8 +42,8 @@ from .attention import causal_mask, scaled_dot_product_attention
 from .batching import length_bucketed_batches
 from .multihead import merge_heads, split_heads
 from .positional import rope_cos_sin, rotate_half
+from .runtime.environment import pick_device
 from .settings import REUSE_MODELS_ENV, artifacts_dir, env_flag
-from .tooling.environment import pick_device
 from .train import warmup_linear_factor
 
 # ---------------------------------------------------------------- configuration

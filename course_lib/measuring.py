@@ -13,6 +13,7 @@ import numpy as np
 
 from .metrics import macro_f1
 from .optimize import Variant, tokenize
+from .plots import plain_log_ticks
 from .settings import MAX_TOKENS
 
 
@@ -157,16 +158,6 @@ def speedup(rows: Sequence[Measurement], slow: str, fast: str) -> float:
     if missing:
         raise ValueError(f"no measurement named {missing}; have {sorted(by_name)}")
     return by_name[slow].p50_ms / by_name[fast].p50_ms
-
-
-def plain_log_ticks(axis) -> None:
-    """Label a log-scale matplotlib axis at 1, 2, 3, 5 x 10^k as plain numbers (2, 3, 5, 10),
-    instead of matplotlib's default 2x10^0."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def plot_latency_vs_f1(rows: Sequence[Measurement], ax=None):

@@ -17,6 +17,7 @@ import torch
 
 from .batching import encode, length_bucketed_batches, pad_batch
 from .data import LABELS
+from .runtime.exercises import Case, check_exercise
 from .settings import MAX_TOKENS
 
 
@@ -89,7 +90,6 @@ def macro_f1_from_confusion(cm) -> float:
 
 def check_macro_f1(fn, verbose: bool = True):
     """Checker for the macro-F1 exercise: ``fn(confusion (K, K)) -> float`` (rows = true class)."""
-    from .tooling.exercises import Case, check_exercise
 
     def as_tensor(f):
         return lambda cm: torch.as_tensor(float(f(cm)), dtype=torch.float64)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .attention import scaled_dot_product_attention, to_additive_mask
+from .runtime.exercises import Case, check_exercise
 
 # ---------------------------------------------------------------- reshapes
 
@@ -413,7 +414,6 @@ def attention_cost(
 
 def check_split_heads(fn, verbose: bool = True):
     """Checker for the split-heads exercise: ``fn(x (B, L, D), n_heads) -> (B, H, L, D/H)``."""
-    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(2)
     hint = (
@@ -436,7 +436,6 @@ def check_split_heads(fn, verbose: bool = True):
 def check_merge_heads(fn, verbose: bool = True):
     """Checker for the merge-heads exercise: ``fn(x (B, H, L, d)) -> (B, L, H*d)``, inverse of
     split."""
-    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(3)
     hint = (
@@ -453,7 +452,6 @@ def check_merge_heads(fn, verbose: bool = True):
 
 def check_parameter_count(fn, verbose: bool = True):
     """Checker for the parameter-count exercise: ``fn(d_model, n_heads, bias=True) -> int``."""
-    from .tooling.exercises import Case, check_exercise
 
     hint = (
         "four (D, D) weight matrices (Q, K, V, output) and, with bias, four vectors of length D; "

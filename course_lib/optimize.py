@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import checked_model_folder, labels_of, load_classifier
+from .runtime.exercises import Case, check_exercise
 from .settings import MAX_TOKENS, artifacts_dir
 
 # Part of the cache key of exported files: change it whenever the export recipe changes.
@@ -137,8 +138,6 @@ def check_fake_quantize_int8(fn, verbose: bool = True):
     """Checker for the int8 exercise; returns the function to use from here on."""
     import torch
 
-    from .tooling.exercises import Case, check_exercise
-
     g = torch.Generator().manual_seed(2)
     outlier = torch.randn(8, 8, generator=g) * 0.05
     outlier[3, 4] = 4.0
@@ -202,8 +201,6 @@ def _size_test_model():
 def check_predicted_int8_megabytes(fn, verbose: bool = True):
     """Checker for ``fn(model, int8_types) -> MB``; returns the function to use from here on."""
     import torch
-
-    from .tooling.exercises import Case, check_exercise
 
     small = _size_test_model()
     cases = [

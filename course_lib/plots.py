@@ -254,3 +254,13 @@ def sinusoid_explorer_figure(pe, position: int, pair: int, shift: int, n_shown: 
         title=f"similarity to position {position}",
     )
     return fig
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log-scale matplotlib axis at 1, 2, 3, 5 x 10^k as plain numbers (2, 3, 5, 10),
+    instead of matplotlib's default 2x10^0."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())

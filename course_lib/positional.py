@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .runtime.exercises import Case, check_exercise
+
 DEFAULT_BASE = 10000.0
 
 
@@ -359,7 +361,6 @@ class RotaryEmbedding(nn.Module):
 def check_sinusoidal_encoding(fn, verbose: bool = True):
     """Checker for the exercise ``fn(n_positions, d_model) -> (n_positions, d_model)`` float32
     table."""
-    from .tooling.exercises import Case, check_exercise
 
     hint = (
         "even columns 2i hold sin(pos / 10000**(2i/d)), odd columns 2i+1 hold cos of the SAME "
@@ -378,7 +379,6 @@ def check_sinusoidal_encoding(fn, verbose: bool = True):
 def check_shift_rotation_matrix(fn, verbose: bool = True):
     """Checker for the exercise ``fn(k, d_model) -> (d_model, d_model)`` with ``PE(pos+k) = M_k
     PE(pos)``."""
-    from .tooling.exercises import Case, check_exercise
 
     hint = (
         "block i acts on (sin a, cos a) and must give (sin(a+b), cos(a+b)) with b = k * omega_i: "
@@ -396,7 +396,6 @@ def check_shift_rotation_matrix(fn, verbose: bool = True):
 def check_apply_rope(fn, verbose: bool = True):
     """Checker for the exercise ``fn(x (L, head_dim)) -> x`` rotated pairwise (interleaved) at
     positions 0..L-1."""
-    from .tooling.exercises import Case, check_exercise
 
     g = torch.Generator().manual_seed(4)
     hint = (

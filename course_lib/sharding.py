@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+from .runtime.exercises import Case, check_exercise
+
 
 def batch_parts(
     batch: list[int], rank: int = 0, world_size: int = 1, accumulation_steps: int = 1
@@ -111,7 +113,6 @@ def check_rank_share(fn, verbose: bool = True):
     ``fn(batch, rank, world_size) -> (indices, weight)``, rank ``rank``'s part of ``batch`` and the
     weight of its mean loss (no accumulation; ``batch_parts(batch, rank, world_size)[0]``).
     Returns the function the notebook should use (the participant's once it is right)."""
-    from .tooling.exercises import Case, check_exercise
 
     def reference(batch, rank, world_size):
         indices, weight = batch_parts(batch, rank, world_size)[0]
@@ -159,7 +160,6 @@ def check_scaled_hyperparameters(fn, verbose: bool = True):
     """Checker for the scaling exercise: ``fn(batch_per_rank, lr, world_size, train_examples)``
     returns ``(global_batch, steps_per_epoch, lr)`` for a recipe tuned on 1 rank run on
     ``world_size`` ranks with the same batch per rank, the learning rate by the linear rule."""
-    from .tooling.exercises import Case, check_exercise
 
     def reference(batch_per_rank, lr, world_size, train_examples):
         s = scaled_hyperparameters(batch_per_rank, lr, world_size, train_examples=train_examples)

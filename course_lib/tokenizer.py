@@ -38,6 +38,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from .runtime.exercises import Case, check_exercise
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 # CJK ideograph blocks, as in Hugging Face's Rust tokenizer (its extension-B/C/D range starts at
@@ -452,7 +454,6 @@ def check_wordpiece(fn, verbose: bool = True):
 
     Compared with ``wordpiece_split`` on a toy vocabulary and on BERT's real one.
     """
-    from .tooling.exercises import Case, check_exercise
 
     toy = {"un", "##aff", "##able", "play", "##ing", "##s", "p", "##l", "##a", "##y", "a"}
     real = None

@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     (lesson 08)."""
     import argparse
 
-    from .tooling.environment import setup
+    from .runtime.environment import setup
 
     parser = argparse.ArgumentParser(prog="python -m course_lib.train", description=main.__doc__)
     parser.add_argument(

@@ -11,12 +11,12 @@ import torch
 
 from .batching import pad_batch
 from .data import LABELS
+from .runtime.exercises import Case, check_exercise
 from .train import make_optimizer, training_step, warmup_linear_factor
 
 
 def check_warmup_linear_factor(fn, verbose: bool = True):
     """Checker for the schedule exercise: ``fn(step, warmup_steps, total_steps) -> float``."""
-    from .tooling.exercises import Case, check_exercise
 
     def as_tensor(f):
         return lambda *a: torch.as_tensor(float(f(*a)), dtype=torch.float64)
@@ -117,7 +117,6 @@ def check_training_step(fn, verbose: bool = True):
     ``training_step`` from the same start, and compares the losses, the weights and the learning
     rate they leave behind. Returns ``fn`` when every check passes, else ``training_step``.
     """
-    from .tooling.exercises import Case, check_exercise
 
     cases = [
         Case(

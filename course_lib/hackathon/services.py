@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 
 from ..data import LABELS
-from ..serving.client import free_port
+from ..serving.processes import free_port
 from .submissions import NO_ANSWER
 
 TIMEOUT_S = 2.0  # per request; a tweet that takes longer counts as wrong

@@ -27,27 +27,25 @@ Modules, one concern each:
 - ``predictor``: the model behind the service, and the micro-batcher;
 - ``app``: the body-size middleware, the FastAPI app, the OpenAPI contract;
 - ``cli``: ``python -m course_lib serve``;
-- ``client``: starting and stopping server processes, the bad-input catalogue, the load test;
+- ``processes``: starting and stopping server processes (also JupyterLab in the browser tests);
+- ``bad_requests``: the catalogue of bad requests, and a client that sends them;
+- ``load_test``: the closed-loop load test, its latency figure, Little's law;
 - ``api_client``: a client that checks its requests and the answers against ``/openapi.json``.
 """
 
 from .api_client import ContractError, ServiceClient
 from .app import BodySizeLimit, create_app, openapi_contract, static_page
+from .bad_requests import BadInput, bad_inputs, send_bad_inputs
 from .cli import DEFAULT_HOST, DEFAULT_PORT, build_parser, exposure_warning, main, resolve_batching
-from .client import (
-    BadInput,
-    ChildProcess,
+from .load_test import (
     LoadTestResult,
-    ServerProcess,
-    bad_inputs,
     check_mean_latency,
-    free_port,
     littles_law_latency_ms,
     load_test,
     plot_latency_histograms,
-    send_bad_inputs,
 )
 from .predictor import BACKENDS, MicroBatcher, Predictor, load_predictor, trained_max_tokens
+from .processes import ChildProcess, ServerProcess, free_port
 from .validation import (
     ERRORS,
     MAX_BODY_BYTES,

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from ..tooling.offline import is_loopback
+from ..runtime.offline import is_loopback
 from .predictor import BACKENDS
 from .validation import TOKEN_ENV
 
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the server with the options in ``argv`` (``sys.argv[1:]`` when None); exit status."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from ..tooling.environment import quiet_libraries, set_offline
+    from ..runtime.environment import quiet_libraries, set_offline
 
     set_offline()
     quiet_libraries()

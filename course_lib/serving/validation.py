@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from ..runtime.exercises import Case, check_exercise
+
 TOKEN_ENV = "COURSE_API_TOKEN"
 MAX_TEXTS = 64  # texts per request
 MAX_TEXT_CHARS = 1000  # characters (Unicode code points) per text; a tweet has at most 280
@@ -138,7 +140,6 @@ def check_request_texts(fn, verbose: bool = True):
     """Checker for the lesson 07 exercise ``fn(payload) -> list of texts``, which must refuse a
     bad body with ``ApiError(422, code, message)`` as ``validate_texts`` does (the code must be
     the server's; the message is free). Returns the function to use from here on."""
-    from ..tooling.exercises import Case, check_exercise
 
     def outcome(f):
         def run(payload):

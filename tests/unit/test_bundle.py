@@ -151,7 +151,7 @@ def test_bundle_downloads_then_installs_into_a_fresh_venv_with_no_network(tmp_pa
     guard = tmp_path / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(
-        "from course_lib.tooling.offline import install_guard\ninstall_guard()\n"
+        "from course_lib.runtime.offline import install_guard\ninstall_guard()\n"
     )
     env.update(
         PYTHONPATH=os.pathsep.join([str(guard), str(REPO_ROOT)]),

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from course_lib.tooling import environment
+from course_lib.runtime import environment
 
 
 @pytest.mark.parametrize("value", ["", "0", "two", "-1"])

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from course_lib.tooling import offline
+from course_lib.runtime import offline
 
 OUTSIDE = ("203.0.113.7", 80)  # TEST-NET-3: reserved for documentation, never routed
 

@@ -3,8 +3,8 @@ import json
 
 import nbformat
 import pytest
+from jupyter_core.utils import run_sync
 
-from course_lib.serving.client import run_coroutine
 from course_lib.tooling import runner
 
 
@@ -47,8 +47,8 @@ def test_a_hang_becomes_a_failure_that_names_the_cell(monkeypatch):
         match=r"cell 1 \(code: 'w  # hang here'\) hung: no reply from nbclient after 0.3 s",
     ):
         # In a full run an earlier test on this worker (Playwright's sync API) can leave an event
-        # loop running in this thread; run_coroutine then runs ours in a thread of its own.
-        run_coroutine(asyncio.wait_for(runner.execute_cells(client, nb, cell_timeout=0.1), 10))
+        # loop running in this thread; run_sync then runs ours in a thread of its own.
+        run_sync(asyncio.wait_for)(runner.execute_cells(client, nb, cell_timeout=0.1), 10)
     assert client.started == [0, 1]
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_lib.serving import client as C
+from course_lib.serving import bad_requests as C
 from course_lib.serving import validation as V
 
 # What each bad input must get, written out here rather than trusted from the library's list.
