@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .inference import Variant, tokenize
 from .metrics import macro_f1
-from .optimize import Variant, tokenize
 from .plots import plain_log_ticks
 from .settings import MAX_TOKENS
 

@@ -12,7 +12,8 @@ import torch
 from .batching import pad_batch
 from .data import LABELS
 from .runtime.exercises import Case, check_exercise
-from .train import make_optimizer, training_step, warmup_linear_factor
+from .schedules import warmup_linear_factor
+from .train import make_optimizer, training_step
 
 
 def check_warmup_linear_factor(fn, verbose: bool = True):

@@ -126,14 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     if args.model is None:
-        from ..train import finetuned_model
+        from ..artifacts import is_complete_model_folder, model_folder
 
-        try:
-            args.model = finetuned_model(train_if_missing=False)
-        except Exception as exc:
+        args.model = model_folder()
+        if not is_complete_model_folder(args.model):
             print(
-                f"no --model given and no fine-tuned model found ({exc}). Run notebook 05 first, "
-                f"or pass --model FOLDER.",
+                f"no --model given and no fine-tuned model in {args.model}. Run lesson 05 first "
+                f"(or python -m course_lib train), or pass --model FOLDER.",
                 file=sys.stderr,
             )
             return 2

@@ -3,7 +3,7 @@
     python -m course_lib pack-model [--model minilm-tweets] [--out build/minilm-tweets.zip]
     python -m course_lib unpack-model build/minilm-tweets.zip [--force]
 
-Lessons 06-10 call ``train.finetuned_model()``, which trains the model (lesson 05's few minutes)
+Lessons 06-10 call ``finetuned.finetuned_model()``, which trains the model (lesson 05's few minutes)
 only when ``artifacts/minilm-tweets`` is missing; unpacking the archive there lets them skip it.
 
 The archive is a zip (every OS opens one) holding the model folder and ``course-model.json``:
@@ -61,8 +61,7 @@ def pack_model(folder: Path, archive: Path) -> Path:
     if missing:
         raise FileNotFoundError(
             f"{folder} is not a finished model folder (missing {', '.join(missing)}). Train it "
-            f"first: run lesson 05, or python -c 'from course_lib.train import finetuned_model; "
-            f"finetuned_model()'."
+            f"first: run lesson 05, or python -m course_lib train."
         )
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     manifest = {

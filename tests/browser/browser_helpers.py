@@ -124,7 +124,7 @@ def start_jupyterlab(root_dir: Path, work_dir: Path, *, startup_timeout: float =
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",
         # Lessons that train load the model the notebook tests just trained with the same
-        # settings (nbval proved the training); see course_lib.train.train_and_save.
+        # settings (nbval proved the training); see course_lib.finetuned.train_and_save.
         COURSE_REUSE_MODELS="1",
     )
     port = free_port()

@@ -27,7 +27,7 @@ SERVER_START_TIMEOUT = 300
 
 @pytest.fixture(scope="module")
 def fine_tuned_model():
-    from course_lib.train import finetuned_model
+    from course_lib.finetuned import finetuned_model
 
     return finetuned_model()
 

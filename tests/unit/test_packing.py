@@ -4,7 +4,7 @@ import zipfile
 import pytest
 import torch
 
-from course_lib import artifacts, train
+from course_lib import artifacts, finetuned
 from course_lib.tooling import packing
 
 
@@ -53,9 +53,9 @@ def test_pack_then_unpack_gives_the_same_model_and_lessons_skip_training(
     assert torch.equal(_logits(tiny_model), _logits(target))
     # What lessons 06-10 call: with the model unpacked it is found, and nothing trains.
     monkeypatch.setenv("COURSE_ARTIFACTS", str(artifacts))
-    monkeypatch.setattr(train, "train_and_save", lambda *a, **k: pytest.fail("trained"))
-    assert train.finetuned_model(train_if_missing=True) == target
-    assert train.training_summary(target)["test"]["macro_f1"] == 0.5
+    monkeypatch.setattr(finetuned, "train_and_save", lambda *a, **k: pytest.fail("trained"))
+    assert finetuned.finetuned_model(train_if_missing=True) == target
+    assert finetuned.training_summary(target)["test"]["macro_f1"] == 0.5
 
 
 def test_unpack_refuses_to_replace_a_model_unless_forced(tiny_model, tmp_path):

@@ -49,11 +49,11 @@ def tiny_served_model(root: Path) -> Path:
     Sets ``COURSE_ARTIFACTS`` (inherited by server subprocesses, which then find the export);
     the caller restores it (see ``artifacts_env``).
     """
-    from course_lib import optimize
+    from course_lib import inference
 
     os.environ["COURSE_ARTIFACTS"] = str(root / "artifacts")
     folder = tiny_classifier(root / "tiny-model")
-    optimize.onnx_files(folder)  # export once, here
+    inference.onnx_files(folder)  # export once, here
     return folder
 
 
