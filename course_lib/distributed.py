@@ -32,7 +32,7 @@ import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from .artifacts import save_tiny_bert
-from .settings import artifacts_dir
+from .settings import artifacts_dir, by_profile
 from .sharding import rank_batches
 from .train import FineTuneConfig, SingleProcess
 
@@ -372,6 +372,22 @@ def max_parameter_difference(folder_a: str | Path, folder_b: str | Path) -> dict
     abs_diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     scale = max(float(a[k].abs().max()) for k in a)
     return {"max_abs": abs_diff, "max_rel": abs_diff / scale, "parameters": len(a)}
+
+
+def throughput_settings() -> dict:
+    """The ``--set`` values of a short training run for timing: lesson 05's default setting on
+    the real MiniLM, a few optimizer steps of 32 tweets (5 under the full profile, 2 under the
+    quick one), and tiny validation and test sets (what is timed is the optimizer steps only,
+    ``train_seconds`` in the saved summary)."""
+    steps = by_profile(full=5, quick=2)
+    return {
+        "train_size": 4 * 32 * steps,
+        "max_steps": steps,
+        "max_length": 64,
+        "evals_per_epoch": 1,
+        "val_size": 16,
+        "test_size": 16,
+    }
 
 
 # ---- Programs for torchrun: the training command and a failing rank ---------------------------

@@ -85,6 +85,7 @@ def train_and_save(
     ranks = ranks or SingleProcess()
     folder = Path(folder) if folder is not None else default_folder_for(config)
     reuse = env_flag(REUSE_MODELS_ENV) if reuse is None else reuse
+    reuse = reuse and ranks.world_size == 1  # ranks of one group train together, never reuse
     with folder_lock(folder) if reuse else contextlib.nullcontext():
         if reuse and (result := _reused_result(config, folder)) is not None:
             print(

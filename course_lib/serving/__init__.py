@@ -40,6 +40,7 @@ from .cli import DEFAULT_HOST, DEFAULT_PORT, build_parser, exposure_warning, mai
 from .load_test import (
     LoadTestResult,
     check_mean_latency,
+    default_requests,
     littles_law_latency_ms,
     load_test,
     plot_latency_histograms,
@@ -86,6 +87,7 @@ __all__ = [
     "check_token",
     "create_app",
     "decode_json_body",
+    "default_requests",
     "error_body",
     "exposure_warning",
     "free_port",

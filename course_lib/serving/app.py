@@ -257,7 +257,7 @@ def create_app(
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from .. import __version__
+    from ..settings import VERSION as __version__
 
     state: dict = {}
 

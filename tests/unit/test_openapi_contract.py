@@ -5,7 +5,7 @@ serve`` process on a loopback port and sends it schema-valid and schema-invalid 
 every check on: no 5xx, every status and body as documented, every schema-valid request accepted
 ("positive data acceptance"), every invalid one refused, the token enforced where the contract
 says so. Four servers: ONNX and PyTorch backends, each with and without a token. Bounded: a fixed
-seed, ``MAX_EXAMPLES`` per operation, and a timeout per run.
+seed, ``MAX_EXAMPLES`` per operation (fewer under the quick profile), and a timeout per run.
 """
 
 import copy
@@ -21,9 +21,10 @@ import pytest
 from tiny_models import artifacts_env, tiny_served_model
 
 from course_lib import serving as S
+from course_lib.settings import by_profile
 
 TOKEN = "fuzz-token-7d1e"
-MAX_EXAMPLES = 40  # per operation; about 105 cases per server in all phases (measured)
+MAX_EXAMPLES = by_profile(full=40, quick=15)  # per operation, in each phase
 CONFIGS = [(backend, token) for backend in S.BACKENDS for token in (None, TOKEN)]
 IDS = [f"{backend}-{'token' if token else 'no-token'}" for backend, token in CONFIGS]
 
@@ -95,7 +96,7 @@ def test_the_server_keeps_its_openapi_contract(config, servers, tmp_path):
     failures = report["failures"] or report["errors"]
     assert report["exit_code"] == 0 and not failures, report["output"][-6000:]
     assert report["complete"] and report["operations"]["tested"] == 3, report["operations"]
-    assert cases["generated"] >= 3 * 20 and cases["errored"] == 0, cases
+    assert cases["generated"] >= 3 * MAX_EXAMPLES // 2 and cases["errored"] == 0, cases
     warned = {name: found for name, found in report["warnings"].items() if found}
     assert not warned, warned  # e.g. a token the contract never asks for, or an unusable regex
     assert server.running(), server.log()[-3000:]

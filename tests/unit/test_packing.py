@@ -17,12 +17,7 @@ def tiny_model(tmp_path_factory):
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"]))
     config = BertConfig(
-        vocab_size=7,
-        hidden_size=8,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        max_position_embeddings=16,
+        **artifacts.tiny_bert_settings(vocab_size=7, hidden_size=8, max_position_embeddings=16),
         num_labels=3,
     )
     torch.manual_seed(0)
