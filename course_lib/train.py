@@ -82,9 +82,9 @@ class FineTuneConfig:
 
 def default_config(**overrides) -> FineTuneConfig:
     """The default setting, with any field overridden. Under the ``quick`` profile it trains on
-    2,000 tweets and validates once, on 500 (the test suite and slow laptops); under ``full`` on
+    3,000 tweets and validates once, on 500 (the test suite and slow laptops); under ``full`` on
     8,000, validating twice on the whole validation split."""
-    quick = {"train_size": 2000, "evals_per_epoch": 1, "val_size": 500}
+    quick = {"train_size": 3000, "evals_per_epoch": 1, "val_size": 500}
     return replace(FineTuneConfig(**by_profile(full={}, quick=quick)), **overrides)
 
 

@@ -263,7 +263,7 @@ def test_the_profile_sets_how_long_the_default_and_full_settings_train(monkeypat
     full_default, full_full = train.default_config(), train.full_config()
     monkeypatch.setenv("COURSE_PROFILE", "quick")
     quick_default, quick_full = train.default_config(), train.full_config()
-    assert (full_default.train_size, quick_default.train_size) == (8000, 2000)
+    assert (full_default.train_size, quick_default.train_size) == (8000, 3000)
     assert quick_default.val_size == 500 and full_default.val_size is None
     assert full_full.train_size is None and full_full.epochs == 3
     assert quick_full.train_size == 4000 and quick_full.epochs == 1
