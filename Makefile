@@ -6,9 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Two pytest-xdist workers; conftest.py gives each notebook and each test module its own
-# xdist_group (kept on one worker, in order). `make test PYTEST_FLAGS=` runs in one process.
-PYTEST_FLAGS ?= -n 2 --dist loadgroup
+# Two pytest-xdist workers, one file (a notebook, a test module) at a time on each, in the order
+# conftest.py sets (the long notebooks first). `make test PYTEST_FLAGS=` runs in one process.
+PYTEST_FLAGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 TEST_PATHS := tests/unit notebooks tests/browser
 
 .PHONY: setup lab lab-instructor test test-full lint unit notebooks-test browser-test doctor student agenda \

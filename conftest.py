@@ -18,11 +18,13 @@ lock; every other test, notebook kernel or worker waits for that one and reuses 
 ``finetuned_model_folder`` and ``gpt_model_folder`` give them to tests, and the notebooks that
 load the fine-tuned model (06, 07, 10) get it before their first cell runs.
 
-Sharing the cores: ``make test`` runs on two pytest-xdist workers with ``--dist loadgroup``.
-Every test gets an ``xdist_group``: a notebook's cells share one (they share a kernel), and so do
-the tests of one module (module-scoped fixtures). Each worker gets its share of the cores as
-``OMP_NUM_THREADS``, which its kernels, servers and torchrun inherit and ``setup()`` honours: with
-a thread per core in each of two processes, the threads wait for each other.
+Sharing the cores: ``make test`` runs on two pytest-xdist workers with ``--dist loadfile``: a
+notebook's cells stay together on one worker, in order (they share a kernel), and so do the
+tests of one module (module-scoped fixtures). The files are handed out in collection order
+(``--no-loadscope-reorder``), which ``pytest_collection_modifyitems`` sets: the long notebooks
+first. Each worker gets its share of the cores as ``OMP_NUM_THREADS``, which its kernels, servers
+and torchrun inherit and ``setup()`` honours: with a thread per core in each of two processes,
+the threads wait for each other.
 """
 
 import os
@@ -34,9 +36,16 @@ import pytest
 
 # Notebooks whose kernels load lesson 05's fine-tuned model: it is made before their first cell.
 NEEDS_FINETUNED_MODEL = ("06_", "07_", "10_")
-# Collection order is the order groups are handed to the workers: the longest first, so that
+# Collection order is the order files are handed to the workers: the longest first, so that
 # neither worker is left with a long notebook at the end.
-FIRST = ("notebooks/05_", "notebooks/09_", "notebooks/06_", "notebooks/08_", "notebooks/07_")
+FIRST = (
+    "notebooks/05_",
+    "notebooks/09_",
+    "notebooks/08_",
+    "notebooks/06_",
+    "notebooks/07_",
+    "notebooks/10_",
+)
 
 if "COURSE_OFFLINE_LOG" not in os.environ:  # set once, by the controller; workers inherit it
     os.environ["COURSE_OFFLINE_LOG"] = str(
@@ -63,21 +72,13 @@ def pytest_configure(config):
     install_guard()
 
 
-def group_of(nodeid: str) -> str:
-    """The ``xdist_group`` of a test: its notebook or its test module (the part before ``::``)."""
-    return nodeid.split("::", 1)[0]
-
-
 def run_order(nodeid: str) -> int:
-    """Position of a test's group in the run: the long notebooks first, then everything else."""
+    """Position of a test's file in the run: the long notebooks first, then everything else."""
     return next((i for i, prefix in enumerate(FIRST) if nodeid.startswith(prefix)), len(FIRST))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: run_order(item.nodeid))  # stable: in-group order is kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of(item.nodeid)))
+    items.sort(key=lambda item: run_order(item.nodeid))  # stable: the order within a file stays
 
 
 def prepared_finetuned_model() -> Path:

@@ -92,7 +92,7 @@ def train_and_save(
                 f"Reused the model saved in {folder.name} ({REUSE_MODELS_ENV}=1); "
                 f"unset it to retrain."
             )
-            return result, _test_metrics(result), folder
+            return result, _recorded_test_metrics(folder) or _test_metrics(result), folder
         texts, labels = load_split("train")
         if config.train_size is not None:
             texts, labels = subsample(texts, labels, config.train_size, seed=config.seed)
@@ -121,6 +121,8 @@ def train_and_save(
             "evaluations": result.evaluations,
             "history": result.history,
             "test": _jsonable(test),
+            # rounded: enough to rank the classes; reuse then needs no second pass over the test
+            "test_logits": [[round(float(x), 5) for x in row] for row in test["logits"]],
             "torch": torch.__version__,
             "world_size": ranks.world_size,
         }
@@ -140,6 +142,16 @@ def _test_metrics(result: TrainResult) -> dict:
     return evaluate(
         result.model, result.tokenizer, texts, labels, config.eval_batch_size, config.max_length
     )
+
+
+def _recorded_test_metrics(folder: Path) -> dict | None:
+    """The test metrics (with the logits) a saved run recorded, or None when it has no logits."""
+    import numpy as np
+
+    summary = read_training_summary(folder)
+    if "test_logits" not in summary:
+        return None
+    return {**summary["test"], "logits": np.asarray(summary["test_logits"], dtype=np.float32)}
 
 
 def _reused_result(config: FineTuneConfig, folder: Path) -> TrainResult | None:
@@ -236,7 +248,7 @@ def run_report(config: FineTuneConfig, folder: Path, wall_seconds: float) -> dic
         "setting": "FULL" if config == full_config() else "default",
         "folder": str(folder),
         "wall_seconds": round(wall_seconds, 1),
-        **{k: v for k, v in training_summary(folder).items() if k != "config"},
+        **{k: v for k, v in training_summary(folder).items() if k not in ("config", "test_logits")},
     }
 
 

@@ -62,7 +62,7 @@ def measure(
       one text (cycling through ``latency_texts``, default 64 texts spread over ``texts``), in a
       rotating order. Interleaving means a burst of load from elsewhere on the machine hits all
       variants alike, so their ratio stays fair. Reported as p50 and p95 in ms. Timed: text in,
-      logits out (tokenisation included, about 0.1 ms).
+      logits out (tokenisation included; ``benchmarks/tokenizer_speed.py`` measures its share).
     - **throughput at batch 32**: texts per second over one pass of ``texts`` in batches of
       ``batch_size``, each padded to its longest text. With ``sort_by_length`` (the default) the
       texts are first ordered by token count, as a batch job would do, so little is padding;

@@ -48,9 +48,9 @@ def resolve_batching(choice: str, backend: str) -> bool:
     """``--batching auto|on|off`` -> on or off; auto is on for torch, off for onnx.
 
     Micro-batching pays when one model call has a large fixed cost: PyTorch eager spends
-    milliseconds in Python per call (batching served 1.3x to 1.5x the requests/s in lesson 07's
-    load test). ONNX Runtime int8 has almost no fixed cost per call, and a batch is padded to its
-    longest text, so there batching bought nothing. ``benchmarks/load_test.py`` measures it.
+    milliseconds in Python per call. ONNX Runtime int8 has almost no fixed cost per call, and a
+    batch is padded to its longest text, so there batching buys little. Lesson 07's load test
+    and ``benchmarks/load_test.py`` measure both.
     """
     if choice not in ("auto", "on", "off"):
         raise ValueError(f"batching must be 'auto', 'on' or 'off', got {choice!r}")

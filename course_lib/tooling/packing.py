@@ -16,7 +16,6 @@ would take for a finished one.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from ..artifacts import DEFAULT_MODEL_NAME as DEFAULT_MODEL
 from ..artifacts import REQUIRED_FILES as REQUIRED
+from ..data import file_sha256
 from ..settings import BUILD_DIR, artifacts_dir
 
 MANIFEST = "course-model.json"
@@ -32,14 +32,6 @@ MANIFEST = "course-model.json"
 
 class ArchiveError(ValueError):
     """The archive is not a model archive written by ``pack-model``, or it is damaged."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict:
@@ -67,7 +59,7 @@ def pack_model(folder: Path, archive: Path) -> Path:
     manifest = {
         "model": folder.name,
         "files": {
-            p.relative_to(folder).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+            p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
             for p in files
         },
         "versions": _versions(),
@@ -130,7 +122,7 @@ def unpack_model(archive: Path, dest: Path | None = None, force: bool = False) -
             zf.extractall(tmp)
             staged = Path(tmp) / model
             for name, info in manifest["files"].items():
-                if _sha256(staged / name) != info["sha256"]:
+                if file_sha256(staged / name) != info["sha256"]:
                     raise ArchiveError(f"{name} in {archive} is damaged (checksum differs)")
             if target.exists():
                 shutil.rmtree(target)

@@ -1,5 +1,5 @@
-"""How ``make test`` shares two workers: which tests stay together, in which order the groups are
-handed out, and that no test waits on another's schedule for a trained model."""
+"""How ``make test`` shares two workers: which tests stay together, and in which order the files
+are handed out."""
 
 import importlib.util
 import re
@@ -19,21 +19,6 @@ def _root_conftest():
 conftest = _root_conftest()
 
 
-def test_a_notebooks_cells_share_one_group():
-    cells = [f"notebooks/02_multi_head_attention.ipynb::Cell {i}" for i in range(30)]
-    assert {conftest.group_of(c) for c in cells} == {"notebooks/02_multi_head_attention.ipynb"}
-
-
-def test_a_test_module_is_one_group_and_modules_are_apart():
-    ids = [
-        "tests/unit/test_bert.py::test_a",
-        "tests/unit/test_bert.py::TestX::test_b[case-1]",
-        "tests/unit/test_bert.py::test_c[05_fine_tuning.ipynb]",
-    ]
-    assert {conftest.group_of(i) for i in ids} == {"tests/unit/test_bert.py"}
-    assert conftest.group_of("tests/unit/test_gpt.py::test_a") != "tests/unit/test_bert.py"
-
-
 def test_the_long_notebooks_are_handed_out_first_and_the_rest_keep_their_order():
     ids = [
         "tests/unit/test_attention.py::test_a",
@@ -47,9 +32,13 @@ def test_the_long_notebooks_are_handed_out_first_and_the_rest_keep_their_order()
     assert ordered[2:] == [ids[0], ids[1], ids[4]]
 
 
-def test_make_test_uses_xdists_documented_groups_and_the_quick_profile():
+def test_make_test_uses_xdists_documented_file_distribution_and_the_quick_profile():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^PYTEST_FLAGS \?= -n 2 --dist loadgroup$", makefile, re.M)
+    # loadfile: a notebook's cells (nbval node ids "notebooks/NN_x::ipynb::Cell k") and a test
+    # module's tests stay on one worker; files go out in the order conftest.py sets
+    assert re.search(
+        r"^PYTEST_FLAGS \?= -n 2 --dist loadfile --no-loadscope-reorder$", makefile, re.M
+    )
     command = re.search(r"^test:.*\n\t(.+)$", makefile, re.M)[1]
     assert command.startswith("COURSE_PROFILE=quick ")
     full = re.search(r"^test-full:.*\n\t(.+)$", makefile, re.M)[1]
