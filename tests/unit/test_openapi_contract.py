@@ -102,6 +102,30 @@ def test_the_server_keeps_its_openapi_contract(config, servers, tmp_path):
     assert server.running(), server.log()[-3000:]
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("config", [name for name, (_, token) in zip(IDS, CONFIGS) if token])
+def test_token_refusals_keep_the_contract(config, servers):
+    """The fuzzer sends its requests with the right token, and a wrong one only as a probe whose
+    answer it does not check against the contract: these requests, with schemathesis' checks."""
+    import schemathesis
+
+    server = servers[config]
+    operation = schemathesis.openapi.from_url(server.url + "/openapi.json")["/predict"]["POST"]
+    for authorization, code, challenge in [
+        (None, "missing_token", "Bearer"),
+        ("Basic dXNlcjpwYXNz", "missing_token", "Bearer"),
+        ("Bearer not-the-token", "invalid_token", 'Bearer error="invalid_token"'),
+        (f"Bearer {server.token}", None, None),
+    ]:
+        headers = {"Authorization": authorization} if authorization else {}
+        case = operation.Case(body={"text": "hi"}, headers=headers, media_type="application/json")
+        response = case.call_and_validate()  # raises on anything the contract does not allow
+        assert response.status_code == (401 if code else 200), authorization
+        if code:
+            assert response.json()["error"] == code, authorization
+            assert response.headers["www-authenticate"] == [challenge], authorization
+
+
 def test_the_contract_says_what_the_server_enforces():
     """The parts of the contract a generated client depends on, read from a built app."""
     predictor = S.Predictor(lambda texts: [[1.0, 0.0]] * len(texts), ["neg", "pos"], "m", "onnx")
@@ -110,6 +134,7 @@ def test_the_contract_says_what_the_server_enforces():
         predict = spec["paths"]["/predict"]["post"]
         body = predict["requestBody"]
         schema = body["content"]["application/json"]["schema"]
+        assert schema == S.request_model().model_json_schema()  # the model's, not a copy
         assert schema["additionalProperties"] is False and schema["required"] == ["text"]
         one, many = schema["properties"]["text"]["oneOf"]
         assert (one["minLength"], one["maxLength"], one["pattern"]) == (1, S.MAX_TEXT_CHARS, r"\S")
@@ -117,7 +142,8 @@ def test_the_contract_says_what_the_server_enforces():
         assert body["x-max-body-bytes"] == S.MAX_BODY_BYTES
         documented = set(predict["responses"])
         expected = {str(s) for s, _, _ in S.ERRORS} | {"200"}
-        assert documented == (expected if token else expected - {"401", "403"}), documented
+        assert documented == (expected if token else expected - {"401"}), documented
+        assert "403" not in documented  # RFC 6750: a wrong token is a 401 too
         for status, response in predict["responses"].items():
             errors = response["content"]["application/json"]["schema"]
             if status != "200":
@@ -129,6 +155,9 @@ def test_the_contract_says_what_the_server_enforces():
         if token:
             scheme = spec["components"]["securitySchemes"]["bearerAuth"]
             assert scheme == {"type": "http", "scheme": "bearer"}
+            challenge = predict["responses"]["401"]["headers"]["WWW-Authenticate"]
+            assert challenge["required"] is True
+            assert challenge["schema"]["enum"] == ["Bearer", 'Bearer error="invalid_token"']
 
 
 @contextmanager
@@ -163,7 +192,7 @@ def test_the_fuzzer_catches_a_contract_that_allows_empty_texts(tmp_path):
     broken = copy.deepcopy(app.openapi())
     request = broken["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     one, many = request["schema"]["properties"]["text"]["oneOf"]
-    for text in (one, many["items"]):  # (the same dict twice: the contract reuses it)
+    for text in (one, many["items"]):
         text.pop("minLength", None), text.pop("pattern", None)
     app.openapi = lambda: broken
     with served_in_a_thread(app) as url:
