@@ -208,10 +208,10 @@ def topic_sentiment_sample(
     """``per_group`` random tweets of the course ``split`` for every (topic, sentiment): a tweet
     belongs to a topic when it matches that topic's pattern (case-insensitive) and no other.
     Returns ``(texts, topic ids, sentiment ids)``, ids indexing ``topics`` and ``sentiments``.
-    ``per_group`` defaults to 75 (full profile) or 25 (quick)."""
+    ``per_group`` defaults to 75 (full profile) or 10 (quick)."""
     from .data import LABELS, load_split
 
-    per_group = by_profile(full=75, quick=25) if per_group is None else per_group
+    per_group = by_profile(full=75, quick=10) if per_group is None else per_group
     unknown = set(sentiments) - set(LABELS)
     if unknown:
         raise ValueError(f"unknown sentiments {sorted(unknown)}; expected some of {LABELS}")

@@ -389,3 +389,19 @@ def test_similarity_follows_the_share_of_slow_pairs_as_lesson_03_says():
     diff = P.sinusoidal_similarity(k, 384) - P.slow_pair_share(k, 384)
     assert diff.abs().max() < 0.11
     assert P.sinusoidal_similarity(1000, 384) < 0.2 < 0.4 < P.sinusoidal_similarity(100, 384)
+
+
+def test_similarity_decay_figure_draws_both_curves_on_a_log_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = torch.logspace(0, 4, 20, dtype=torch.float64)
+    fig = P.similarity_decay_figure(64, k)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    solid, dashed = ax.get_lines()[:2]
+    _close(torch.as_tensor(solid.get_ydata()), P.sinusoidal_similarity(k, 64), atol=1e-12)
+    _close(torch.as_tensor(dashed.get_ydata()), P.slow_pair_share(k, 64), atol=1e-12)
+    plt.close(fig)
