@@ -249,7 +249,7 @@ def generation_widget(model, tokenizer, prompt: str = "my flight", max_new_token
 # ---------------------------------------------------------------- exercise checkers (lesson 09)
 
 
-def check_top_k_filter(fn, verbose: bool = True):
+def check_top_k_filter(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for ``fn(logits (..., V), k) -> logits`` with all but the k largest set to -inf."""
 
     hint = "keep the k largest values of each row; every other entry becomes float('-inf')."
@@ -264,10 +264,12 @@ def check_top_k_filter(fn, verbose: bool = True):
             hint="work along the last dimension (dim=-1) so each row keeps its own top k.",
         ),
     ]
-    return check_exercise("top-k filtering", fn, top_k_filter, cases, verbose=verbose).function
+    return check_exercise(
+        "top-k filtering", fn, top_k_filter, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_kv_cache_bytes(fn, verbose: bool = True):
+def check_kv_cache_bytes(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for ``fn(n_layers, n_kv_heads, d_head, positions, batch, bytes_per_value)``."""
 
     hint = (
@@ -282,4 +284,6 @@ def check_kv_cache_bytes(fn, verbose: bool = True):
         ),
         Case("Llama-2-7B, 4096 positions, fp16", (32, 32, 128, 4096, 1, 2), hint=hint),
     ]
-    return check_exercise("KV cache size", fn, kv_cache_bytes, cases, verbose=verbose).function
+    return check_exercise(
+        "KV cache size", fn, kv_cache_bytes, cases, verbose=verbose, show_answer=show_answer
+    ).function

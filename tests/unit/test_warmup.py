@@ -6,7 +6,7 @@ from course_lib import warmup as W
 
 
 def test_warmup_truths_are_the_shapes_torch_computes():
-    assert W.product_shapes() == {"A @ B": (4, 6), "A @ W.T": (4, 4), "X @ W": (2, 10, 3)}
+    assert W.product_shapes() == {"A @ B": (4, 6), "A @ A.T": (4, 4), "X @ W": (2, 10, 3)}
     assert W.broadcast_shapes() == {
         "scores + bias": (2, 5, 5),
         "causal & padding": (2, 5, 5),
@@ -35,6 +35,10 @@ def test_warmup_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, tr
     assert checker(one_wrong) is truth
     out = capsys.readouterr().out
     assert "[not yet]" in out and "returned (7, 7)" in out and "from the" in out
+    answer = repr(next(iter(truth().values())))
+    assert answer not in out  # the hint, not the shape
+    checker(one_wrong)
+    assert f"The answer here: {answer}." in capsys.readouterr().out  # the second wrong try
 
     def unsolved():
         raise NotImplementedError
@@ -44,7 +48,7 @@ def test_warmup_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, tr
 
 
 def test_warmup_checker_names_a_missing_entry_and_a_shape_written_as_text(capsys):
-    W.check_product_shapes(lambda: {"A @ B": "(4, 6)", "A @ W.T": (4, 4)})
+    W.check_product_shapes(lambda: {"A @ B": "(4, 6)", "A @ A.T": (4, 4)})
     out = capsys.readouterr().out
     assert "[not yet]" in out
     assert "tuple of ints such as (4, 6), got '(4, 6)'" in out
