@@ -10,10 +10,8 @@ jupyter/nbclient#312) ends that notebook with a failure that names the cell; the
 still run. A notebook in ``notebooks/`` that ran cleanly and was written back gets its wall time
 recorded in ``notebooks/timings.json`` (the course map and the agenda read it).
 
-Progress bars: tqdm's notebook bar is a widget whose plain-text form is computed once, when it is
-displayed, so a stored notebook says "0%" wherever the widget state is not drawn (GitHub,
-nbconvert). After a run, ``finish_progress_bars`` rewrites that text from the bar's saved final
-state, and drops the bars tqdm hid when they closed (``leave=False``), as JupyterLab does.
+The stored text of each progress bar is its final state, not the "0%" it had when it appeared
+(``progress_bars.finish_progress_bars``): GitHub and nbconvert show only that text.
 """
 
 from __future__ import annotations
@@ -27,10 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..settings import BUILD_DIR, NOTEBOOKS_DIR, PROFILE_ENV, PROFILES
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-BAR_WIDTH = 10  # characters, as tqdm draws a bar in text when it has no terminal width
+from .progress_bars import finish_progress_bars
 
 TIMINGS = NOTEBOOKS_DIR / "timings.json"
 DEFAULT_CELL_TIMEOUT = 1800  # lesson 05 trains in one cell: minutes on a slow laptop
@@ -119,64 +114,6 @@ async def _run_notebook(nb, folder: Path, cell_timeout: float, progress) -> None
         await execute_cells(client, nb, cell_timeout, progress)
         client.set_widgets_metadata()
     finish_progress_bars(nb)
-
-
-def _widget(state: dict, ref: str) -> dict:
-    return state.get(ref.removeprefix("IPY_MODEL_"), {})
-
-
-def progress_bar_text(state: dict, model_id: str) -> str | None:
-    """The plain text of tqdm's notebook bar ``model_id`` in its saved (final) state, as tqdm
-    would print it (``fine-tuning: 100%|██████████| 250/250 [02:14<00:00, 1.75it/s]``); ``""``
-    for a bar hidden when it closed; None when the widget is not such a bar.
-
-    tqdm draws it as an HBox of an HTML label, a FloatProgress and an HTML label (the text left
-    and right of the bar, HTML-escaped, with figure spaces for spaces)."""
-    from html import unescape
-
-    box = state.get(model_id, {})
-    children = [_widget(state, ref) for ref in box.get("state", {}).get("children", [])]
-    names = [child.get("model_name") for child in children]
-    if box.get("model_name") != "HBoxModel" or names != [
-        "HTMLModel",
-        "FloatProgressModel",
-        "HTMLModel",
-    ]:
-        return None
-    if (
-        _widget(state, box["state"].get("layout", "")).get("state", {}).get("visibility")
-        == "hidden"
-    ):
-        return ""
-    left, bar, right = (child["state"] for child in children)
-    span = (bar.get("max") or 1) - (bar.get("min") or 0)
-    filled = round(BAR_WIDTH * min(max((bar.get("value") or 0) / span, 0), 1))
-    drawn = "\u2588" * filled + " " * (BAR_WIDTH - filled)
-    return unescape(f"{left.get('value', '')}|{drawn}|{right.get('value', '')}").replace(
-        "\u2007", " "
-    )
-
-
-def finish_progress_bars(nb) -> int:
-    """Give every tqdm bar output of an executed notebook the text of its final state (read from
-    the widget state saved in the notebook's metadata); remove the outputs of bars hidden when
-    they closed. Returns how many outputs were changed."""
-    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-    changed = 0
-    for cell in nb.cells:
-        kept = []
-        for output in cell.get("outputs", []):
-            view = output.get("data", {}).get(WIDGET_VIEW)
-            text = progress_bar_text(state, view["model_id"]) if view else None
-            if text is not None:
-                changed += 1
-                if not text:
-                    continue  # tqdm hid it (leave=False): JupyterLab shows nothing either
-                output["data"]["text/plain"] = text
-            kept.append(output)
-        if cell.get("outputs") is not None:
-            cell["outputs"] = kept
-    return changed
 
 
 async def _maybe_await(value):
