@@ -327,3 +327,23 @@ def test_lesson_has_a_predict_then_run_cell(path):
         assert "compare_prediction(" in "".join(measure["source"]), (
             f"{path.name}: the cell after the prediction {first!r} must call compare_prediction"
         )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_progress_bars_show_where_they_finished(path):
+    """GitHub and nbconvert show a bar's stored text only: it must be the finished bar that
+    ``python -m course_lib run`` stores, not the "0%" tqdm wrote when the bar appeared. A bar's
+    text holds timings, so no cell whose output nbval compares may show one."""
+    import nbformat
+
+    from course_lib.tooling.progress_bars import WIDGET_VIEW, finish_progress_bars
+
+    nb = nbformat.read(path, as_version=4)
+    assert not finish_progress_bars(nb), (
+        f"{path.name}: progress bars stored at their start; run `python -m course_lib run`"
+    )
+    for index, cell in enumerate(_code_cells(path)):
+        bars = [o for o in cell.get("outputs", []) if WIDGET_VIEW in o.get("data", {})]
+        assert not (bars and "NBVAL_CHECK_OUTPUT" in "".join(cell["source"])), (
+            f"{path.name}: code cell {index} shows a widget and is marked NBVAL_CHECK_OUTPUT"
+        )
