@@ -273,7 +273,8 @@ def check_kv_cache_bytes(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for ``fn(n_layers, n_kv_heads, d_head, positions, batch, bytes_per_value)``."""
 
     hint = (
-        "count one key AND one value vector (d_head numbers) per head, layer, position, sequence."
+        "picture what one attention layer keeps for one token it has already seen, count those "
+        "numbers, then ask which of the other arguments multiplies that count."
     )
     cases = [
         Case("our model, 64 positions, float32", (4, 4, 32, 64, 1, 4), hint=hint),

@@ -458,8 +458,8 @@ def check_parameter_count(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the parameter-count exercise: ``fn(d_model, n_heads, bias=True) -> int``."""
 
     hint = (
-        "four (D, D) weight matrices (Q, K, V, output) and, with bias, four vectors of length D; "
-        "the number of heads only decides how the D columns are grouped."
+        "list the layers MultiHeadAttention holds and the shape of each one's weight and bias; "
+        "then ask whether cutting D into H heads adds or removes any of those numbers."
     )
     cases = [
         Case(f"d_model={d}, n_heads={h}, bias={b}", (d, h), {"bias": b}, hint=hint)
