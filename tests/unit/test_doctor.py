@@ -50,6 +50,17 @@ def test_report_lists_fix_lines():
     assert "FAIL" in text and "fix: do this" in text and "1 pass, 0 warn, 1 fail" in text
 
 
+def test_learner_table_leaves_out_developer_tools_and_maintainer_mode_checks_them():
+    """Lesson 00 shows the doctor's table to every participant: no test or lint tool in it."""
+    learner = {c.name for c in D.run_checks(load_model=False)}
+    maintainer = {c.name for c in D.run_checks(load_model=False, maintainer=True)}
+    pins = D.read_pins()
+    assert D.DEVELOPER_TOOLS <= set(pins), D.DEVELOPER_TOOLS - set(pins)  # the list kept up
+    assert not learner & D.DEVELOPER_TOOLS, learner & D.DEVELOPER_TOOLS
+    assert {"torch", "jupyterlab", "tqdm"} <= learner
+    assert maintainer - learner == D.DEVELOPER_TOOLS
+
+
 def _doctor(prelude=""):
     code = (
         prelude + "\nimport sys\nfrom course_lib.__main__ import main\nsys.exit(main(['doctor']))\n"
