@@ -103,6 +103,7 @@ def test_lesson_module_table_lists_what_a_notebook_imports(tmp_path):
             "import course_lib\n",
             "from course_lib import attention, data as d\n",
             "from course_lib.tooling.coursemap import LESSONS\n",
+            "from course_lib.runtime.exercises import compare_prediction\n",
             "from course_lib.bert import BertModel\n",
             "import course_lib.train\n",
             "from course_lib import (\n",
@@ -115,6 +116,6 @@ def test_lesson_module_table_lists_what_a_notebook_imports(tmp_path):
     path = tmp_path / "nb.ipynb"
     cells = [cell, magic, {"cell_type": "markdown", "source": ["from course_lib import x"]}]
     path.write_text(json.dumps({"cells": cells}))
-    # in import order, each once, tooling left out; a parenthesised import is read whole, and a
-    # cell with a magic still counts
+    # in import order, each once, tooling and runtime left out; a parenthesised import is read
+    # whole, and a cell with a magic still counts
     assert modules_used(path) == ["attention", "data", "bert", "train", "metrics", "gpt"]
