@@ -238,7 +238,7 @@ def softmax_gradient_norm(
 # ---------------------------------------------------------------- exercise checkers (lesson 01)
 
 
-def check_softmax(fn, verbose: bool = True):
+def check_softmax(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the stable-softmax exercise; returns the function to use from here on."""
 
     g = torch.Generator().manual_seed(1)
@@ -262,10 +262,12 @@ def check_softmax(fn, verbose: bool = True):
             hint="use the `dim` argument for max and sum, with keepdim=True.",
         ),
     ]
-    return check_exercise("stable softmax", fn, softmax, cases, verbose=verbose).function
+    return check_exercise(
+        "stable softmax", fn, softmax, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_causal_mask(fn, verbose: bool = True):
+def check_causal_mask(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the causal-mask exercise (``fn(L) -> (L, L) bool``, True = may attend)."""
 
     hint = (
@@ -273,4 +275,6 @@ def check_causal_mask(fn, verbose: bool = True):
         "i itself included) and False after it. Check which way round your triangle is."
     )
     cases = [Case(f"L = {n}", (n,), hint=hint) for n in (1, 2, 5, 8)]
-    return check_exercise("causal mask", fn, causal_mask, cases, verbose=verbose).function
+    return check_exercise(
+        "causal mask", fn, causal_mask, cases, verbose=verbose, show_answer=show_answer
+    ).function

@@ -433,7 +433,7 @@ def quadratic_crossover_length(d_model: int, n_heads: int, limit: int = 2**24) -
 # ---------------------------------------------------------------- exercise checkers (lesson 02)
 
 
-def check_split_heads(fn, verbose: bool = True):
+def check_split_heads(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the split-heads exercise: ``fn(x (B, L, D), n_heads) -> (B, H, L, D/H)``."""
 
     g = torch.Generator().manual_seed(2)
@@ -451,10 +451,12 @@ def check_split_heads(fn, verbose: bool = True):
         ),
         Case("x (3, 2, 8), 8 heads", (torch.randn(3, 2, 8, generator=g), 8), hint=hint),
     ]
-    return check_exercise("split heads", fn, split_heads, cases, verbose=verbose).function
+    return check_exercise(
+        "split heads", fn, split_heads, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_merge_heads(fn, verbose: bool = True):
+def check_merge_heads(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the merge-heads exercise: ``fn(x (B, H, L, d)) -> (B, L, H*d)``, inverse of
     split."""
 
@@ -468,10 +470,12 @@ def check_merge_heads(fn, verbose: bool = True):
         Case("x (2, 3, 5, 4)", (torch.randn(2, 3, 5, 4, generator=g),), hint=hint),
         Case("x (2, 1, 4, 8)", (torch.randn(2, 1, 4, 8, generator=g),), hint=hint),
     ]
-    return check_exercise("merge heads", fn, merge_heads, cases, verbose=verbose).function
+    return check_exercise(
+        "merge heads", fn, merge_heads, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_parameter_count(fn, verbose: bool = True):
+def check_parameter_count(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the parameter-count exercise: ``fn(d_model, n_heads, bias=True) -> int``."""
 
     hint = (
@@ -489,7 +493,9 @@ def check_parameter_count(fn, verbose: bool = True):
         )
         for d, h, b in ((4, 2, True), (384, 12, True), (384, 1, True), (512, 8, False))
     ]
-    return check_exercise("parameter count", fn, parameter_count, cases, verbose=verbose).function
+    return check_exercise(
+        "parameter count", fn, parameter_count, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
 # ---------------------------------------------------------------- figures (lesson 02)

@@ -379,7 +379,7 @@ class RotaryEmbedding(nn.Module):
 # ---------------------------------------------------------------- exercise checkers (lesson 03)
 
 
-def check_sinusoidal_encoding(fn, verbose: bool = True):
+def check_sinusoidal_encoding(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the exercise ``fn(n_positions, d_model) -> (n_positions, d_model)`` float32
     table."""
 
@@ -393,11 +393,17 @@ def check_sinusoidal_encoding(fn, verbose: bool = True):
         for n, d in ((1, 2), (4, 6), (50, 16), (128, 64))
     ]
     return check_exercise(
-        "sinusoidal encoding", fn, sinusoidal_encoding, cases, atol=1e-5, verbose=verbose
+        "sinusoidal encoding",
+        fn,
+        sinusoidal_encoding,
+        cases,
+        atol=1e-5,
+        verbose=verbose,
+        show_answer=show_answer,
     ).function
 
 
-def check_shift_rotation_matrix(fn, verbose: bool = True):
+def check_shift_rotation_matrix(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the exercise ``fn(k, d_model) -> (d_model, d_model)`` with ``PE(pos+k) = M_k
     PE(pos)``."""
 
@@ -411,11 +417,17 @@ def check_shift_rotation_matrix(fn, verbose: bool = True):
         *(Case(f"k={k}, d_model={d}", (k, d), hint=hint) for k, d in ((1, 2), (3, 8), (10, 16))),
     ]
     return check_exercise(
-        "shift as a rotation", fn, shift_rotation_matrix, cases, atol=1e-5, verbose=verbose
+        "shift as a rotation",
+        fn,
+        shift_rotation_matrix,
+        cases,
+        atol=1e-5,
+        verbose=verbose,
+        show_answer=show_answer,
     ).function
 
 
-def check_apply_rope(fn, verbose: bool = True):
+def check_apply_rope(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the exercise ``fn(x (L, head_dim)) -> x`` rotated pairwise (interleaved) at
     positions 0..L-1."""
 
@@ -439,7 +451,13 @@ def check_apply_rope(fn, verbose: bool = True):
         ),
     ]
     return check_exercise(
-        "rotary embedding", fn, apply_rope, cases, atol=1e-5, verbose=verbose
+        "rotary embedding",
+        fn,
+        apply_rope,
+        cases,
+        atol=1e-5,
+        verbose=verbose,
+        show_answer=show_answer,
     ).function
 
 

@@ -519,7 +519,7 @@ def compare_speed(texts: Sequence[str], reference, name: str = "minilm") -> Spee
 # ---------------------------------------------------------------- exercise checker (lesson 04)
 
 
-def check_wordpiece(fn, verbose: bool = True):
+def check_wordpiece(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the WordPiece exercise: ``fn(word, vocab) -> list of tokens``.
 
     Compared with ``wordpiece_split`` on a toy vocabulary and on BERT's real one.
@@ -558,4 +558,6 @@ def check_wordpiece(fn, verbose: bool = True):
     def reference(word, vocab):
         return wordpiece_split(word, vocab)
 
-    return check_exercise("WordPiece split", fn, reference, cases, verbose=verbose).function
+    return check_exercise(
+        "WordPiece split", fn, reference, cases, verbose=verbose, show_answer=show_answer
+    ).function
