@@ -51,8 +51,8 @@ def _probability(text: str) -> float:
 
 
 @pytest.mark.timeout(SERVER_START_TIMEOUT + 900)  # may include training the model once
-def test_demo_page_shows_probabilities(demo_server, fine_tuned_model, browser_page):
-    labels = json.loads((fine_tuned_model / "config.json").read_text())["id2label"].values()
+def test_demo_page_shows_probabilities(demo_server, finetuned_model_folder, browser_page):
+    labels = json.loads((finetuned_model_folder / "config.json").read_text())["id2label"].values()
     page = browser_page.page
     page.goto(demo_server + "/")
     page.fill("#text", TEXT)
