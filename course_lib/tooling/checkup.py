@@ -38,6 +38,24 @@ def check_python() -> Check:
     )
 
 
+def check_platform(system: str | None = None, machine: str | None = None) -> Check:
+    """The OS and CPU, against the wheels the pinned torch publishes (docs/setup.md's table)."""
+    system = system or platform.system()
+    machine = (machine or platform.machine()).lower()
+    found = f"{system} {machine}"
+    if system == "Darwin" and machine in ("x86_64", "amd64", "i386"):
+        return Check(
+            "platform",
+            "fail",
+            f"{found}: macOS on Intel; PyTorch publishes no wheels of the pinned "
+            f"{pinned('torch')} for it (its last Intel-Mac wheels were 2.2), so the course "
+            f"cannot be installed on this laptop",
+            "use the room: open the address the instructor gives you in a browser and log in "
+            "with the workshop code (nothing to install)",
+        )
+    return Check("platform", "pass", found)
+
+
 def check_packages(pins: dict[str, str]) -> list[Check]:
     checks = []
     for name, wanted in sorted(pins.items()):
@@ -151,7 +169,7 @@ def check_machine() -> list[Check]:
 
 
 def run_checks(load_model: bool = True) -> list[Check]:
-    checks = [check_python()]
+    checks = [check_platform(), check_python()]
     if REQUIREMENTS.is_file():
         checks += check_packages(read_pins())
     else:
@@ -190,13 +208,40 @@ def doctor(load_model: bool = True, print_report: bool = True) -> bool:
     return not any(c.status == "fail" for c in checks)
 
 
+def check_bundle(folder) -> list[Check]:
+    """Can this machine install from the bundle in ``folder``? (Standard library only: it runs
+    before anything is installed.)"""
+    from .bundle import bundle_problems
+
+    checks = [check_platform(), check_python()]
+    problems = bundle_problems(folder)
+    if problems:
+        checks += [Check("bundle", "fail", p) for p in problems]
+    else:
+        checks.append(Check("bundle", "pass", f"{folder} serves this machine"))
+    return checks
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m course_lib doctor [--skip-model]``: exit status 1 when a check fails."""
+    """``python -m course_lib doctor [--skip-model] [--bundle DIR]``: exit status 1 when a check
+    fails."""
     import argparse
+    from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m course_lib doctor", description=__doc__)
     parser.add_argument(
         "--skip-model", action="store_true", help="do not load the model (faster, less thorough)"
     )
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        help="only check that this offline bundle (make bundle) fits this machine, before "
+        "installing from it; works with a bare Python",
+    )
     args = parser.parse_args(argv)
+    if args.bundle is not None:
+        checks = check_bundle(args.bundle)
+        print(f"course_lib doctor --bundle {args.bundle}")
+        print(format_report(checks))
+        return 0 if not any(c.status == "fail" for c in checks) else 1
     return 0 if doctor(load_model=not args.skip_model) else 1
