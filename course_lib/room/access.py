@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def _ancestors(path: Path) -> list[Path]:
+def ancestors(path: Path) -> list[Path]:
     """``path``'s directories from the root down, through every symlink on the way (the
     link's folders and its target's folders both have to be passable)."""
     seen: list[Path] = []
@@ -34,7 +34,7 @@ def blocking_directories(paths: Iterable[Path]) -> list[Path]:
     """Directories on the way to ``paths`` that other accounts cannot pass (no ``o+x``)."""
     blocked: list[Path] = []
     for path in paths:
-        for folder in _ancestors(Path(path)):
+        for folder in ancestors(Path(path)):
             try:
                 mode = folder.stat().st_mode
             except OSError:
