@@ -15,7 +15,7 @@ PYTEST_FLAGS ?= -n 2 --dist loadscope
 
 # WHEELHOUSE=build/wheelhouse: install from that folder only (no network; `make bundle` fills it,
 # `python -m course_lib setup --wheelhouse DIR` does the same without make). The course itself
-# is then built with the venv's own setuptools (--no-build-isolation), so nothing is fetched.
+# is then built with setuptools from the wheelhouse (--no-build-isolation), so nothing is fetched.
 WHEELHOUSE ?=
 OFFLINE := $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE),)
 # The room's proxy (configurable-http-proxy, pinned in package.json): installed by `make setup`
@@ -30,7 +30,8 @@ setup: $(STAMP) $(if $(WITH_PROXY),$(PROXY_STAMP))
 # every file of every package up front (most are never imported by the course).
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --no-compile --progress-bar off $(OFFLINE) -r requirements.txt
+	$(BIN)/python -m pip install --no-compile --progress-bar off $(OFFLINE) -r requirements.txt \
+		$(if $(WHEELHOUSE),"setuptools>=70.1")
 	$(BIN)/python -m pip install --no-deps $(if $(WHEELHOUSE),$(OFFLINE) --no-build-isolation,) -e .
 	touch $(STAMP)
 

@@ -48,7 +48,7 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # `setup --wheelhouse DIR` before anything is installed from it.
 MANIFEST = "course-bundle.json"
 # Building the course package itself (pip install -e .) needs its build backend offline too.
-BUILD_TOOLS = ["setuptools>=68", "wheel"]
+BUILD_TOOLS = ["setuptools>=70.1", "wheel"]
 
 
 def requirement_lines(path: Path) -> list[str]:

@@ -6,9 +6,10 @@ stamp ``.venv/.installed`` that the Makefile writes, so that a later ``make lab`
 setup``) sees an up-to-date environment and installs nothing.
 
 With ``--wheelhouse DIR`` (a bundle from ``make bundle``) everything comes from that folder only
-(``--no-index --find-links DIR``), the course included: it is built with the venv's own
-setuptools (``--no-build-isolation``), so no build tool is fetched either. The bundle's manifest
-is checked first (the Python version, OS and CPU it serves, the requirements it was made from).
+(``--no-index --find-links DIR``), the course included: it is built with setuptools from the
+bundle, installed into the venv (``--no-build-isolation``), so no build tool is fetched. The
+bundle's manifest is checked first (the Python version, OS and CPU it serves, the requirements
+it was made from).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from .bundle import bundle_problems
 
 VENV = REPO_ROOT / ".venv"
 STAMP_NAME = ".installed"  # the Makefile's $(STAMP)
+# Builds the course's editable install by itself (older setuptools also need `wheel`); every
+# bundle holds it (bundle.BUILD_TOOLS). The Makefile's offline install names the same.
+BUILD_TOOL = "setuptools>=70.1"
 
 
 def venv_python(folder: Path) -> Path:
@@ -39,7 +43,8 @@ def install_commands(python: Path, wheelhouse: Path | None) -> list[list[str]]:
     requirements = str(REPO_ROOT / "requirements.txt")
     course = ["--no-deps", *offline, *(["--no-build-isolation"] if wheelhouse else [])]
     return [
-        [*pip, "--no-compile", "--progress-bar", "off", *offline, "-r", requirements],
+        [*pip, "--no-compile", "--progress-bar", "off", *offline, "-r", requirements]
+        + ([BUILD_TOOL] if wheelhouse else []),
         [*pip, *course, "-e", str(REPO_ROOT)],
     ]
 
