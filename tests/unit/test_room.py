@@ -9,7 +9,6 @@ Every account and home the module creates is removed at the end, and no process 
 import json
 import os
 import pwd
-import re
 import shutil
 import sys
 import tempfile
@@ -24,8 +23,8 @@ from course_lib.room import accounts
 from course_lib.room.access import ancestors
 from course_lib.room.cli import PROXY
 from course_lib.room.client import Participant
+from course_lib.room.command import RoomCommand
 from course_lib.room.names import NAME_RULE, account_name, is_valid_name
-from course_lib.serving.processes import ChildProcess, free_port
 from course_lib.settings import NOTEBOOKS_DIR
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
@@ -44,36 +43,6 @@ def test_names_the_room_accepts():
     assert account_name("ada") == "room-ada"
     with pytest.raises(ValueError, match="1 to 20 characters"):
         account_name("../root")
-
-
-class RoomRun:
-    """``python -m course_lib room`` as a child process, started and stopped by the tests."""
-
-    def __init__(self, data: Path, artifacts: Path):
-        self.data, self.port = data, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, COURSE_ARTIFACTS=str(artifacts))
-        self.process: ChildProcess | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "course_lib", "room", "--data", str(self.data)]
-        command += ["--port", str(self.port), "--code", CODE, "--max-users", "3"]
-        command += ["--grant-traverse", "--threads", "1"]
-        self.process = ChildProcess(command, self.data.parent / "room.log", env=self.env).start()
-        deadline = time.monotonic() + 120
-        while "The room is open." not in self.process.log():
-            assert self.process.running(), self.process.log()[-3000:]
-            assert time.monotonic() < deadline, self.process.log()[-3000:]
-            time.sleep(0.3)
-
-    def admin_password(self) -> str:
-        return re.search(r"with the password (\S+)", self.process.log()).group(1)
-
-    def stop(self) -> list[int]:
-        """Stop as Ctrl+C would (SIGTERM to the command); return what is left running."""
-        self.process.stop(grace=60)
-        assert "Stopped." in self.process.log(), self.process.log()[-3000:]
-        return self.process.leftovers()
 
 
 def fake_shared_model(artifacts: Path) -> Path:
@@ -110,12 +79,13 @@ def room():
     top = Path(tempfile.mkdtemp(prefix="course-room-test-"))
     os.chmod(top, 0o755)  # participants pass through it to their homes
     shared = fake_shared_model(top / "artifacts")
-    run = RoomRun(top / "data", top / "artifacts")
+    env = dict(os.environ, COURSE_ARTIFACTS=str(top / "artifacts"))
+    run = RoomCommand(top / "data", CODE, 3, ["--grant-traverse", "--threads", "1"], env)
     run.shared, run.modes_before = shared, directory_modes()
     run.start()
     yield run
     try:
-        if run.process.running():
+        if run.process and run.process.running():
             run.stop()
     finally:
         for name in (A, B, C, D):
