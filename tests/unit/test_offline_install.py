@@ -175,3 +175,12 @@ def test_doctor_fails_clearly_on_an_intel_mac_and_names_the_room():
     assert "no wheels of the pinned torch==" in intel.detail and "room" in intel.fix
     assert check_platform("Darwin", "arm64").status == "pass"
     assert check_platform("Windows", "AMD64").status == "pass"
+
+
+def test_doctor_says_which_python_the_course_supports():
+    from course_lib.tooling.checkup import check_python
+
+    assert check_python((3, 11, 7)).status == "pass"
+    assert check_python((3, 12, 1)).status == "warn"
+    assert "every pin has a wheel" in check_python((3, 12, 1)).detail
+    assert check_python((3, 10, 13)).status == "fail"

@@ -45,6 +45,28 @@ def test_names_the_room_accepts():
         account_name("../root")
 
 
+def test_the_room_refuses_without_root_and_says_why(monkeypatch):
+    from course_lib.room import cli
+
+    monkeypatch.setattr(cli.accounts, "running_as_root", lambda: False)
+    with pytest.raises(cli.RoomError, match="every participant could read everything"):
+        cli.check_can_start(cli.parse(["--code", CODE]))
+    assert cli.main(["--code", CODE]) == 2
+
+
+def test_directories_other_accounts_cannot_pass_are_named(tmp_path):
+    from course_lib.room.access import blocked_message, blocking_directories
+
+    closed = tmp_path / "closed"
+    (closed / "inside").mkdir(parents=True)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(closed, 0o700)
+    blocked = blocking_directories([closed / "inside"])
+    assert closed in blocked and tmp_path not in blocked
+    assert f"{closed} (mode 700)" in blocked_message(blocked)
+    assert "--grant-traverse" in blocked_message(blocked)
+
+
 def fake_shared_model(artifacts: Path) -> Path:
     """A folder that passes for a finished model (the files a model folder must hold)."""
     folder = artifacts / "minilm-tweets"
