@@ -15,9 +15,14 @@ import os
 import pwd
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from .names import ACCOUNT_COMMENT, ACCOUNT_PREFIX, account_name
+
+# Servers of several participants start at once, each from a thread of the hub: useradd locks
+# /etc/passwd and fails ("cannot lock") when two run together, so they take turns.
+_USERADD = threading.Lock()
 
 
 class AccountError(RuntimeError):
@@ -67,7 +72,8 @@ def ensure_account(name: str, homes: Path) -> pwd.struct_passwd:
         "--no-log-init",
         account,
     ]
-    done = subprocess.run(command, capture_output=True, text=True)
+    with _USERADD:
+        done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise AccountError(f"useradd failed for {account!r}: {done.stderr.strip()}")
     os.chmod(home, 0o700)  # useradd's HOME_MODE varies between systems; private, always

@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nStopping the room (participants' servers, kernels, proxy, hub)...", flush=True)
         return 0
-    except RoomError as exc:
+    except (RoomError, RuntimeError, TimeoutError) as exc:  # the hub exited or never answered
         print(f"room: {exc}", file=sys.stderr)
         return 1
     finally:
