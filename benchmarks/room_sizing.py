@@ -127,7 +127,8 @@ def lesson_stems(prefixes: list[str]) -> list[str]:
     return [s for s in stems if s[:2] in prefixes]
 
 
-def measure(room: RoomCommand, lessons: list[str]) -> dict:
+def alone_and_together(room: RoomCommand) -> dict:
+    """Log-in to the end of lesson 01: one participant alone, then three new ones at once."""
     record = {}
     alone = Participant(room.url, "solo")
     record["lesson01_alone"] = join_and_run_01(alone)
@@ -146,7 +147,11 @@ def measure(room: RoomCommand, lessons: list[str]) -> dict:
     record["lesson01_three_at_once"] = {"wall": round(time.perf_counter() - t0, 1), **results}
     for person in group:
         person.close()
+    return record
 
+
+def measure(room: RoomCommand, lessons: list[str], group_stage: bool = True) -> dict:
+    record = alone_and_together(room) if group_stage else {}
     person = Participant(room.url, "sizer")
     assert person.login(CODE).status_code == 302
     record["sizer_ready"] = round(person.start_server(), 1)
@@ -179,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lessons", nargs="+", default=["00", "01", "05", "06", "07"])
     parser.add_argument("--threads", type=int, default=2, help="the room's --threads")
+    parser.add_argument(
+        "--no-group", action="store_true", help="skip the alone / three-at-once lesson 01 stage"
+    )
     parser.add_argument("--out", type=Path, default=BUILD_DIR / "room_sizing.json")
     args = parser.parse_args(argv)
     top = Path(tempfile.mkdtemp(prefix="course-room-sizing-"))
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["solo", "trio-a", "trio-b", "trio-c", "sizer"]
     try:
         room.start()
-        record = measure(room, lesson_stems(args.lessons))
+        record = measure(room, lesson_stems(args.lessons), not args.no_group)
     finally:
         left = room.stop() if room.process and room.process.running() else []
         for name in names:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import shutil
 import signal
 import sys
 import time
@@ -52,23 +53,45 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def publish(model: Path, shared: Path) -> Path:
+    """A copy of the model folder ``model`` in ``shared`` that every account can read (the
+    instructor's own files may be private: safetensors writes its weights with mode 0600).
+    Copied once; a copy whose files have the same sizes and times is reused."""
+    target = shared / model.name
+
+    def listing(folder: Path) -> dict:
+        return {p.name: (p.stat().st_size, int(p.stat().st_mtime)) for p in folder.iterdir()}
+
+    if not (target.is_dir() and listing(target) == listing(model)):
+        staged = shared / f".{model.name}.copying"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(model, staged)  # copy2: sizes and times kept, for the check above
+        if target.exists():
+            shutil.rmtree(target)
+        staged.rename(target)
+    for path in [target, *target.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return target
+
+
 def shared_models(data: Path) -> list[Path]:
-    """The hand-out models to share read-only: each complete model folder in the artifacts
-    folder, else the one a ``pack-model`` archive in build/ holds (unpacked once into
-    ``DATA/shared-models``)."""
+    """The hand-out models to share read-only, published in ``DATA/shared-models``: each
+    complete model folder in the artifacts folder, else the one a ``pack-model`` archive in
+    build/ holds."""
     found = []
     shared = data / "shared-models"
     for name in (DEFAULT_MODEL_NAME, FULL_MODEL_NAME):
-        own, unpacked, archive = artifacts_dir() / name, shared / name, BUILD_DIR / f"{name}.zip"
+        own, copy, archive = artifacts_dir() / name, shared / name, BUILD_DIR / f"{name}.zip"
         if is_complete_model_folder(own):
-            found.append(own)
-        elif is_complete_model_folder(unpacked):
-            found.append(unpacked)
-        elif archive.is_file():
+            found.append(publish(own, shared))
+            continue
+        if archive.is_file() and not is_complete_model_folder(copy):
             try:
-                found.append(unpack_model(archive, shared, force=True))
+                unpack_model(archive, shared, force=True)
             except (ArchiveError, OSError) as exc:
                 print(f"not sharing {archive}: {exc}", file=sys.stderr)
+        if is_complete_model_folder(copy):
+            found.append(publish(copy, shared))
     return found
 
 

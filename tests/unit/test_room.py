@@ -73,6 +73,7 @@ def fake_shared_model(artifacts: Path) -> Path:
     folder.mkdir(parents=True)
     for name in ("config.json", "model.safetensors", "tokenizer_config.json"):
         (folder / name).write_text("{}\n")
+    os.chmod(folder / "model.safetensors", 0o600)  # as safetensors writes it: private
     os.chmod(artifacts, 0o755)
     return folder
 
@@ -218,6 +219,7 @@ def test_the_shared_model_is_linked_read_only(room, people):
         "from course_lib.artifacts import is_complete_model_folder, model_folder\n"
         "folder = model_folder()\n"
         "print(is_complete_model_folder(folder) and folder.parent == Path.home() / 'artifacts')\n"
+        "print(open(folder / 'model.safetensors').read() == '{}\\n')\n"
         "try:\n"
         "    open(folder / 'config.json', 'a').write('x')\n"
         "    print('WROTE')\n"
@@ -226,8 +228,9 @@ def test_the_shared_model_is_linked_read_only(room, people):
     )
     person = people[A]
     run = person.execute(person.kernel, [code])[0]
-    assert run.stdout.split() == ["True", "read-only"], run.stdout + run.error
+    assert run.stdout.split() == ["True", "True", "read-only"], run.stdout + run.error
     assert (room.shared / "config.json").read_text() == "{}\n"
+    assert (room.shared / "model.safetensors").stat().st_mode & 0o777 == 0o600  # left as it was
 
 
 def test_the_instructor_reaches_the_admin_page(room):
