@@ -74,6 +74,20 @@ def cpu_seconds(name: str) -> float:
     return total
 
 
+def hub_mib(room: RoomCommand) -> float:
+    """RSS of the room's own processes (the command, the hub, the proxy, the culler): those in
+    its process tree that run as root, not as a participant."""
+    top = psutil.Process(room.process.process.pid)
+    total = 0
+    for process in [top, *top.children(recursive=True)]:
+        try:
+            if process.uids().real == 0:
+                total += process.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / MiB
+
+
 class PeakRSS:
     """Samples a participant's total RSS every 0.5 s in a thread; ``peak`` is the largest."""
 
@@ -159,6 +173,7 @@ def measure(room: RoomCommand, lessons: list[str], group_stage: bool = True) -> 
     person.execute(rest_kernel, ["1 + 1"])
     time.sleep(2)
     record["rest_mib"] = round(rss_mib("sizer"), 1)
+    record["hub_mib"] = round(hub_mib(room), 1)
     person.api("DELETE", f"kernels/{rest_kernel}")
     record["lessons"] = {}
     for stem in lessons:
@@ -178,6 +193,37 @@ def measure(room: RoomCommand, lessons: list[str], group_stage: bool = True) -> 
         print(stem, record["lessons"][stem], flush=True)
     person.close()
     return record
+
+
+def markdown_tables(record: dict) -> str:
+    """The record as the Markdown tables docs/instructor.md quotes."""
+    lines = []
+    if "lesson01_alone" in record:
+        alone, group = record["lesson01_alone"], record["lesson01_three_at_once"]
+        people = [v for k, v in group.items() if k != "wall"]
+        lines += [
+            "| log-in to the end of lesson 01 | server ready (s) | lesson 01 (s) | total (s) |",
+            "| --- | ---: | ---: | ---: |",
+            f"| one participant alone | {alone['ready']} | {alone['seconds']} | {alone['total']} |",
+        ]
+        for stat, pick in (("slowest", max), ("fastest", min)):
+            row = [pick(p[key] for p in people) for key in ("ready", "seconds", "total")]
+            lines.append(f"| three at once, {stat} | " + " | ".join(map(str, row)) + " |")
+        lines += [f"| three at once, wall | | | {group['wall']} |", ""]
+    lines += [
+        f"Server and idle kernel at rest: {record['rest_mib']} MiB "
+        f"(log-in to a ready server: {record['sizer_ready']} s). The room itself (hub, proxy, "
+        f"culler): {record.get('hub_mib', '?')} MiB.",
+        "",
+        "| lesson | wall (s) | CPU (s) | RSS after (MiB) | RSS peak (MiB) | cells failed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for stem, r in record["lessons"].items():
+        lines.append(
+            f"| {stem} | {r['seconds']} | {r['cpu_seconds']} | {r['rss_after_mib']} "
+            f"| {r['rss_peak_mib']} | {len(r['errors'])} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1))
     print(json.dumps(record, indent=1))
+    print(markdown_tables(record))
     return 0
 
 
