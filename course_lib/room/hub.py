@@ -21,7 +21,7 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from tornado import web
 from traitlets import Integer, List, Unicode
 
-from ..settings import ARTIFACTS_ENV
+from ..settings import ARTIFACTS_ENV, BUILD_ENV
 from .accounts import ensure_account
 from .config import RoomConfig
 from .names import ADMIN_NAME, NAME_RULE, account_name, is_valid_name
@@ -76,6 +76,7 @@ class RoomSpawner(LocalProcessSpawner):
         entry = pwd.getpwnam(account_name(self.user.name))
         env.update(USER=entry.pw_name, HOME=entry.pw_dir, SHELL=entry.pw_shell)
         env[ARTIFACTS_ENV] = str(Path(entry.pw_dir) / ARTIFACTS)
+        env[BUILD_ENV] = str(Path(entry.pw_dir) / "build")  # lesson 10 writes its files there
         return env
 
     async def start(self):
