@@ -233,6 +233,19 @@ def test_the_shared_model_is_linked_read_only(room, people):
     assert (room.shared / "model.safetensors").stat().st_mode & 0o777 == 0o600  # left as it was
 
 
+def test_generated_files_go_to_the_participants_own_build_folder(room, people):
+    code = (  # lesson 10 writes BUILD_DIR / "hackathon"; the course's build/ is not theirs
+        "from pathlib import Path\n"
+        "from course_lib.settings import BUILD_DIR\n"
+        "print(BUILD_DIR == Path.home() / 'build')\n"
+        "(BUILD_DIR / 'hackathon').mkdir(parents=True, exist_ok=True)\n"
+        "print('written')\n"
+    )
+    person = people[A]
+    run = person.execute(person.kernel, [code])[0]
+    assert run.stdout.split() == ["True", "written"], run.stdout + run.error
+
+
 def test_the_instructor_reaches_the_admin_page(room):
     instructor = Participant(room.url, "instructor")
     try:
