@@ -194,21 +194,51 @@ def qk_variance(d_k: int, n_samples: int = 20000, seed: int = 0) -> float:
     return (q * k).sum(-1).var().item()
 
 
-def mean_max_weight(
-    d_k: int, n_keys: int = 16, scaled: bool = True, n_samples: int = 2000, seed: int = 0
-) -> float:
-    """Average largest softmax weight over random queries: near 1 means the softmax saturated."""
+def _random_scores(d_k: int, n_keys: int, scaled: bool, n_samples: int, seed: int):
+    """Scores ``(n_samples, n_keys)`` of one random query against ``n_keys`` random keys, all
+    entries i.i.d. N(0, 1) of width ``d_k``; divided by ``sqrt(d_k)`` when ``scaled``."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(n_samples, 1, d_k, generator=g)
     k = torch.randn(n_samples, n_keys, d_k, generator=g)
     scale = 1.0 / math.sqrt(d_k) if scaled else 1.0
-    return attention_weights(q, k, scale=scale).amax(-1).mean().item()
+    return dot_product_similarity(q, k)[:, 0] * scale
+
+
+def mean_max_weight(
+    d_k: int, n_keys: int = 16, scaled: bool = True, n_samples: int = 2000, seed: int = 0
+) -> float:
+    """Average largest softmax weight over random queries: near 1 means the softmax saturated."""
+    scores = _random_scores(d_k, n_keys, scaled, n_samples, seed)
+    return softmax(scores, dim=-1).amax(-1).mean().item()
+
+
+def softmax_jacobian_norms(scores: torch.Tensor) -> torch.Tensor:
+    """Frobenius norm of ``d softmax(s) / d s`` for each row ``s`` of ``scores`` ``(N, S)``: how
+    much gradient the softmax passes back to its scores. Measured with autograd, one backward
+    pass per key (the closed form is ``diag(p) - p p^T``). Shape ``(N,)``."""
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be (N, S), one row per query; got {tuple(scores.shape)}")
+    s = scores.detach().double().requires_grad_()
+    weights = softmax(s, dim=-1)
+    rows = [  # row j of each Jacobian: the gradient of weight j with respect to every score
+        torch.autograd.grad(weights[:, j].sum(), s, retain_graph=True)[0] for j in range(s.shape[1])
+    ]
+    return torch.stack(rows, dim=1).flatten(1).norm(dim=-1)
+
+
+def softmax_gradient_norm(
+    d_k: int, n_keys: int = 16, scaled: bool = True, n_samples: int = 2000, seed: int = 0
+) -> float:
+    """Median over random queries of ``softmax_jacobian_norms``, on the same random scores as
+    ``mean_max_weight``: near 0 means a saturated softmax passes almost no gradient back."""
+    scores = _random_scores(d_k, n_keys, scaled, n_samples, seed)
+    return softmax_jacobian_norms(scores).median().item()
 
 
 # ---------------------------------------------------------------- exercise checkers (lesson 01)
 
 
-def check_softmax(fn, verbose: bool = True):
+def check_softmax(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the stable-softmax exercise; returns the function to use from here on."""
 
     g = torch.Generator().manual_seed(1)
@@ -232,10 +262,12 @@ def check_softmax(fn, verbose: bool = True):
             hint="use the `dim` argument for max and sum, with keepdim=True.",
         ),
     ]
-    return check_exercise("stable softmax", fn, softmax, cases, verbose=verbose).function
+    return check_exercise(
+        "stable softmax", fn, softmax, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_causal_mask(fn, verbose: bool = True):
+def check_causal_mask(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the causal-mask exercise (``fn(L) -> (L, L) bool``, True = may attend)."""
 
     hint = (
@@ -243,4 +275,6 @@ def check_causal_mask(fn, verbose: bool = True):
         "i itself included) and False after it. Check which way round your triangle is."
     )
     cases = [Case(f"L = {n}", (n,), hint=hint) for n in (1, 2, 5, 8)]
-    return check_exercise("causal mask", fn, causal_mask, cases, verbose=verbose).function
+    return check_exercise(
+        "causal mask", fn, causal_mask, cases, verbose=verbose, show_answer=show_answer
+    ).function

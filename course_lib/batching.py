@@ -112,7 +112,7 @@ def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
 
 
 # Exercise checker (lesson 05)
-def check_pad_to_longest(fn, verbose: bool = True):
+def check_pad_to_longest(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the dynamic-padding exercise: ``fn(sequences, pad_id) -> (B, L_max) int64``."""
 
     hint = (
@@ -129,4 +129,6 @@ def check_pad_to_longest(fn, verbose: bool = True):
         ),
         Case("one sequence", ([[101, 2023, 102]], 0), hint=hint),
     ]
-    return check_exercise("dynamic padding", fn, pad_to_longest, cases, verbose=verbose).function
+    return check_exercise(
+        "dynamic padding", fn, pad_to_longest, cases, verbose=verbose, show_answer=show_answer
+    ).function

@@ -477,7 +477,7 @@ def sentence_embeddings(
 # ---------------------------------------------------------------- exercise checker (lesson 04)
 
 
-def check_mean_pooling(fn, verbose: bool = True):
+def check_mean_pooling(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the mean-pooling exercise: ``fn(hidden (B, L, D), attention_mask (B, L)) -> (B,
     D)``."""
 
@@ -504,10 +504,12 @@ def check_mean_pooling(fn, verbose: bool = True):
             (torch.randn(1, 1, 8, generator=g), torch.ones(1, 1, dtype=torch.long)),
         ),
     ]
-    return check_exercise("mean pooling", fn, mean_pooling, cases, verbose=verbose).function
+    return check_exercise(
+        "mean pooling", fn, mean_pooling, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_parameter_count(fn, verbose: bool = True):
+def check_parameter_count(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the counting exercise: ``fn(config: BertConfig) -> int``, the number of
     parameters of ``BertModel(config)``. Compared with ``parameter_count`` on small configs that
     change one size at a time, then on MiniLM's and bert-base's sizes."""
@@ -565,7 +567,7 @@ def check_parameter_count(fn, verbose: bool = True):
         ),
     ]
     return check_exercise(
-        "BERT parameter count", fn, parameter_count, cases, verbose=verbose
+        "BERT parameter count", fn, parameter_count, cases, verbose=verbose, show_answer=show_answer
     ).function
 
 

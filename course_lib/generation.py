@@ -249,7 +249,7 @@ def generation_widget(model, tokenizer, prompt: str = "my flight", max_new_token
 # ---------------------------------------------------------------- exercise checkers (lesson 09)
 
 
-def check_top_k_filter(fn, verbose: bool = True):
+def check_top_k_filter(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for ``fn(logits (..., V), k) -> logits`` with all but the k largest set to -inf."""
 
     hint = "keep the k largest values of each row; every other entry becomes float('-inf')."
@@ -264,14 +264,17 @@ def check_top_k_filter(fn, verbose: bool = True):
             hint="work along the last dimension (dim=-1) so each row keeps its own top k.",
         ),
     ]
-    return check_exercise("top-k filtering", fn, top_k_filter, cases, verbose=verbose).function
+    return check_exercise(
+        "top-k filtering", fn, top_k_filter, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_kv_cache_bytes(fn, verbose: bool = True):
+def check_kv_cache_bytes(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for ``fn(n_layers, n_kv_heads, d_head, positions, batch, bytes_per_value)``."""
 
     hint = (
-        "count one key AND one value vector (d_head numbers) per head, layer, position, sequence."
+        "picture what one attention layer keeps for one token it has already seen, count those "
+        "numbers, then ask which of the other arguments multiplies that count."
     )
     cases = [
         Case("our model, 64 positions, float32", (4, 4, 32, 64, 1, 4), hint=hint),
@@ -282,4 +285,6 @@ def check_kv_cache_bytes(fn, verbose: bool = True):
         ),
         Case("Llama-2-7B, 4096 positions, fp16", (32, 32, 128, 4096, 1, 2), hint=hint),
     ]
-    return check_exercise("KV cache size", fn, kv_cache_bytes, cases, verbose=verbose).function
+    return check_exercise(
+        "KV cache size", fn, kv_cache_bytes, cases, verbose=verbose, show_answer=show_answer
+    ).function

@@ -1,5 +1,9 @@
 """Looking inside a pretrained BERT (lesson 04): its attention maps and its sentence vectors.
 
+Sentence vectors: ``topic_sentiment_sample`` draws tweets on two topics with two sentiments from
+the course split, and ``similarity_by_topic_and_sentiment`` measures how similar two of them
+are when they share a topic, a sentiment, both or neither.
+
 Attention weights come back as ``(layers, heads, L, L)``: row = query (the token looking),
 column = key (the token looked at); layers and heads are numbered from 0. The figures share one
 0-1 colour scale so panels can be compared.
@@ -7,9 +11,13 @@ column = key (the token looked at); layers and heads are numbered from 0. The fi
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import torch
 
 from .bert import BertModel
+from .settings import by_profile
 
 
 @torch.no_grad()
@@ -180,3 +188,128 @@ def attention_explorer(
         w.observe(draw, names="value")
     draw()
     return widgets.VBox([box, widgets.HBox([layer, head]), out])
+
+
+# ---------------------------------------------------------------- topic or sentiment?
+
+TOPICS = {
+    "flights": r"\bflights?\b",
+    "Apple and Google": r"\b(?:apple|google|iphone|ipad|android)\b",
+}
+
+
+def topic_sentiment_sample(
+    topics: dict[str, str] = TOPICS,
+    sentiments: tuple[str, ...] = ("negative", "positive"),
+    per_group: int | None = None,
+    seed: int = 0,
+    split: str = "train",
+) -> tuple[list[str], list[int], list[int]]:
+    """``per_group`` random tweets of the course ``split`` for every (topic, sentiment): a tweet
+    belongs to a topic when it matches that topic's pattern (case-insensitive) and no other.
+    Returns ``(texts, topic ids, sentiment ids)``, ids indexing ``topics`` and ``sentiments``.
+    ``per_group`` defaults to 75 (full profile) or 10 (quick)."""
+    from .data import LABELS, load_split
+
+    per_group = by_profile(full=75, quick=10) if per_group is None else per_group
+    unknown = set(sentiments) - set(LABELS)
+    if unknown:
+        raise ValueError(f"unknown sentiments {sorted(unknown)}; expected some of {LABELS}")
+    patterns = [re.compile(p, re.IGNORECASE) for p in topics.values()]
+    texts, labels = load_split(split)
+    generator = torch.Generator().manual_seed(seed)
+    out: tuple[list[str], list[int], list[int]] = ([], [], [])
+    for t, pattern in enumerate(patterns):
+        others = [q for q in patterns if q is not pattern]
+        for s, sentiment in enumerate(sentiments):
+            pool = [
+                text
+                for text, label in zip(texts, labels)
+                if LABELS[label] == sentiment
+                and pattern.search(text)
+                and not any(q.search(text) for q in others)
+            ]
+            if len(pool) < per_group:
+                raise ValueError(
+                    f"only {len(pool)} {sentiment} tweets on {list(topics)[t]!r}; "
+                    f"asked for {per_group}"
+                )
+            chosen = torch.randperm(len(pool), generator=generator)[:per_group].tolist()
+            out[0].extend(pool[i] for i in chosen)
+            out[1].extend([t] * per_group)
+            out[2].extend([s] * per_group)
+    return out
+
+
+@dataclass
+class TopicSentimentSimilarity:
+    """Mean cosine similarity of two different tweets, by whether they share topic and sentiment,
+    and the sentiment gap within a topic against the same gap with shuffled sentiments."""
+
+    means: dict[tuple[bool, bool], float]  # (same topic, same sentiment) -> mean over pairs
+    pairs: dict[tuple[bool, bool], int]
+    gap: float  # within a topic: same sentiment minus opposite sentiment
+    shuffled_gaps: torch.Tensor  # the gap after shuffling the sentiments within each topic
+
+    def report(self) -> str:
+        low, high = self.shuffled_gaps.quantile(torch.tensor([0.025, 0.975])).tolist()
+        rows = [f"{'mean similarity (pairs)':26} {'same sentiment':>18} {'opposite sentiment':>20}"]
+        for same_topic, name in ((True, "same topic"), (False, "different topics")):
+            cells = [
+                f"{self.means[same_topic, s]:.3f} ({self.pairs[same_topic, s]:,})"
+                for s in (True, False)
+            ]
+            rows.append(f"{name:26} {cells[0]:>18} {cells[1]:>20}")
+        rows.append(
+            f"within a topic, same minus opposite sentiment: {self.gap:+.3f}; with the "
+            f"sentiments shuffled within each topic, 95% of {len(self.shuffled_gaps)} shuffles "
+            f"give {low:+.3f} to {high:+.3f}"
+        )
+        return "\n".join(rows)
+
+
+def _pair_means(sim, pairs, same_topic, same_sentiment):
+    means, counts = {}, {}
+    for t in (True, False):
+        for s in (True, False):
+            chosen = pairs & (same_topic == t) & (same_sentiment == s)
+            counts[t, s] = int(chosen.sum())
+            means[t, s] = sim[chosen].mean().item() if counts[t, s] else float("nan")
+    return means, counts
+
+
+def similarity_by_topic_and_sentiment(
+    embeddings: torch.Tensor, topics, sentiments, n_shuffles: int = 200, seed: int = 0
+) -> TopicSentimentSimilarity:
+    """Cosine similarities of the unit ``embeddings`` ``(N, D)``, averaged over the pairs of two
+    different tweets with the same or a different topic and sentiment (``topics``, ``sentiments``:
+    ``N`` ids each). The sentiment gap inside a topic is compared with the gaps that
+    ``n_shuffles`` random relabellings (sentiments shuffled within each topic) give: a gap inside
+    that range could be chance."""
+    topics, sentiments = torch.as_tensor(topics), torch.as_tensor(sentiments)
+    n = embeddings.shape[0]
+    if embeddings.dim() != 2 or topics.shape != (n,) or sentiments.shape != (n,):
+        raise ValueError(
+            f"expected embeddings (N, D) and N topic and sentiment ids; got "
+            f"{tuple(embeddings.shape)}, {tuple(topics.shape)} and {tuple(sentiments.shape)}"
+        )
+    sim = embeddings @ embeddings.T
+    pairs = torch.ones(n, n, dtype=torch.bool).triu(1)  # each pair of two tweets once
+    same_topic = topics[:, None] == topics[None, :]
+
+    def gap(labels):
+        within = pairs & same_topic
+        same = labels[:, None] == labels[None, :]
+        return (sim[within & same].mean() - sim[within & ~same].mean()).item()
+
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = []
+    for _ in range(n_shuffles):
+        labels = sentiments.clone()
+        for t in topics.unique():
+            idx = (topics == t).nonzero().squeeze(1)
+            labels[idx] = sentiments[idx[torch.randperm(len(idx), generator=generator)]]
+        shuffled.append(gap(labels))
+    same_sentiment = sentiments[:, None] == sentiments[None, :]
+    means, counts = _pair_means(sim, pairs, same_topic, same_sentiment)
+    return TopicSentimentSimilarity(means, counts, gap(sentiments), torch.tensor(shuffled))

@@ -88,7 +88,7 @@ def macro_f1_from_confusion(cm) -> float:
     return float(f1.mean())
 
 
-def check_macro_f1(fn, verbose: bool = True):
+def check_macro_f1(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the macro-F1 exercise: ``fn(confusion (K, K)) -> float`` (rows = true class)."""
 
     def as_tensor(f):
@@ -121,6 +121,7 @@ def check_macro_f1(fn, verbose: bool = True):
         cases,
         atol=1e-6,
         verbose=verbose,
+        show_answer=show_answer,
     )
     return fn if result.passed else macro_f1_from_confusion
 

@@ -409,10 +409,31 @@ def attention_cost(
     }
 
 
+def quadratic_crossover_length(d_model: int, n_heads: int, limit: int = 2**24) -> int:
+    """The shortest sequence length at which the ``L^2`` part of ``attention_cost`` (scores and
+    mixing) costs more FLOPs than the projections, found by searching the cost function itself
+    (doubling, then bisection; the cost is the same for every batch size)."""
+
+    def quadratic_wins(n: int) -> bool:
+        c = attention_cost(n, d_model, n_heads)
+        return c["score_flops"] + c["mixing_flops"] > c["projection_flops"]
+
+    high = 1
+    while not quadratic_wins(high):
+        high *= 2
+        if high > limit:
+            raise ValueError(f"no crossover below L = {limit} for d_model={d_model}")
+    low = high // 2  # quadratic_wins(low) is False (or low = 0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if quadratic_wins(middle) else (middle, high)
+    return high
+
+
 # ---------------------------------------------------------------- exercise checkers (lesson 02)
 
 
-def check_split_heads(fn, verbose: bool = True):
+def check_split_heads(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the split-heads exercise: ``fn(x (B, L, D), n_heads) -> (B, H, L, D/H)``."""
 
     g = torch.Generator().manual_seed(2)
@@ -430,10 +451,12 @@ def check_split_heads(fn, verbose: bool = True):
         ),
         Case("x (3, 2, 8), 8 heads", (torch.randn(3, 2, 8, generator=g), 8), hint=hint),
     ]
-    return check_exercise("split heads", fn, split_heads, cases, verbose=verbose).function
+    return check_exercise(
+        "split heads", fn, split_heads, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_merge_heads(fn, verbose: bool = True):
+def check_merge_heads(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the merge-heads exercise: ``fn(x (B, H, L, d)) -> (B, L, H*d)``, inverse of
     split."""
 
@@ -447,21 +470,32 @@ def check_merge_heads(fn, verbose: bool = True):
         Case("x (2, 3, 5, 4)", (torch.randn(2, 3, 5, 4, generator=g),), hint=hint),
         Case("x (2, 1, 4, 8)", (torch.randn(2, 1, 4, 8, generator=g),), hint=hint),
     ]
-    return check_exercise("merge heads", fn, merge_heads, cases, verbose=verbose).function
+    return check_exercise(
+        "merge heads", fn, merge_heads, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
-def check_parameter_count(fn, verbose: bool = True):
+def check_parameter_count(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the parameter-count exercise: ``fn(d_model, n_heads, bias=True) -> int``."""
 
     hint = (
-        "four (D, D) weight matrices (Q, K, V, output) and, with bias, four vectors of length D; "
-        "the number of heads only decides how the D columns are grouped."
+        "print MultiHeadAttention(d_model, n_heads) and count what each of its layers holds, "
+        "weights and biases. Then ask: does a head get matrices of its own, or a part of "
+        "shared ones?"
     )
+    no_bias = "the same count as with bias, less the bias vectors."
     cases = [
-        Case(f"d_model={d}, n_heads={h}, bias={b}", (d, h), {"bias": b}, hint=hint)
+        Case(
+            f"d_model={d}, n_heads={h}, bias={b}",
+            (d, h),
+            {"bias": b},
+            hint=no_bias if not b else hint,
+        )
         for d, h, b in ((4, 2, True), (384, 12, True), (384, 1, True), (512, 8, False))
     ]
-    return check_exercise("parameter count", fn, parameter_count, cases, verbose=verbose).function
+    return check_exercise(
+        "parameter count", fn, parameter_count, cases, verbose=verbose, show_answer=show_answer
+    ).function
 
 
 # ---------------------------------------------------------------- figures (lesson 02)

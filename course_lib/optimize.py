@@ -56,7 +56,7 @@ def fake_quantize_int8(w):
     return torch.round(w / scale).clamp(-127, 127) * scale
 
 
-def check_fake_quantize_int8(fn, verbose: bool = True):
+def check_fake_quantize_int8(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the int8 exercise; returns the function to use from here on."""
     import torch
 
@@ -83,7 +83,13 @@ def check_fake_quantize_int8(fn, verbose: bool = True):
         ),
     ]
     return check_exercise(
-        "int8 quantise and dequantise", fn, fake_quantize_int8, cases, atol=1e-6, verbose=verbose
+        "int8 quantise and dequantise",
+        fn,
+        fake_quantize_int8,
+        cases,
+        atol=1e-6,
+        verbose=verbose,
+        show_answer=show_answer,
     ).function
 
 
@@ -120,7 +126,7 @@ def _size_test_model():
     return Small()
 
 
-def check_predicted_int8_megabytes(fn, verbose: bool = True):
+def check_predicted_int8_megabytes(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for ``fn(model, int8_types) -> MB``; returns the function to use from here on."""
     import torch
 
@@ -152,6 +158,7 @@ def check_predicted_int8_megabytes(fn, verbose: bool = True):
         rounded(predicted_int8_megabytes),
         cases,
         verbose=verbose,
+        show_answer=show_answer,
     )
     return fn if result.passed else predicted_int8_megabytes
 

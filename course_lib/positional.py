@@ -79,6 +79,26 @@ def sinusoidal_dot_product(offset, d_model: int, base: float = DEFAULT_BASE) -> 
     return torch.cos(k[..., None] * sinusoidal_frequencies(d_model, base)).sum(-1)
 
 
+def sinusoidal_similarity(offset, d_model: int, base: float = DEFAULT_BASE) -> torch.Tensor:
+    """Cosine similarity of ``PE(pos)`` and ``PE(pos + k)``: the dot product over ``|PE|^2 =
+    d/2``, that is the mean of ``cos(k * omega_i)`` over the pairs."""
+    return sinusoidal_dot_product(offset, d_model, base) / (d_model // 2)
+
+
+def slow_pair_share(
+    offset, d_model: int, base: float = DEFAULT_BASE, max_angle: float = 1.0
+) -> torch.Tensor:
+    """The share of feature pairs that turn by less than ``max_angle`` radians over ``k``
+    positions (``|k| omega_i < max_angle``): the pairs whose cosine is still near 1.
+
+    The ``omega_i`` fall geometrically from 1 to ``1/base``, so this share drops by the same
+    amount for every tenfold ``k``: about ``1 - log(k) / log(base)`` for ``max_angle = 1``.
+    """
+    k = torch.as_tensor(offset, dtype=torch.float64).abs()
+    turned = k[..., None] * sinusoidal_frequencies(d_model, base)
+    return (turned < max_angle).double().mean(-1)
+
+
 def _check_x(x: torch.Tensor, d: int, who: str) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != d:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -359,7 +379,7 @@ class RotaryEmbedding(nn.Module):
 # ---------------------------------------------------------------- exercise checkers (lesson 03)
 
 
-def check_sinusoidal_encoding(fn, verbose: bool = True):
+def check_sinusoidal_encoding(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the exercise ``fn(n_positions, d_model) -> (n_positions, d_model)`` float32
     table."""
 
@@ -373,28 +393,41 @@ def check_sinusoidal_encoding(fn, verbose: bool = True):
         for n, d in ((1, 2), (4, 6), (50, 16), (128, 64))
     ]
     return check_exercise(
-        "sinusoidal encoding", fn, sinusoidal_encoding, cases, atol=1e-5, verbose=verbose
+        "sinusoidal encoding",
+        fn,
+        sinusoidal_encoding,
+        cases,
+        atol=1e-5,
+        verbose=verbose,
+        show_answer=show_answer,
     ).function
 
 
-def check_shift_rotation_matrix(fn, verbose: bool = True):
+def check_shift_rotation_matrix(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the exercise ``fn(k, d_model) -> (d_model, d_model)`` with ``PE(pos+k) = M_k
     PE(pos)``."""
 
     hint = (
-        "block i acts on (sin a, cos a) and must give (sin(a+b), cos(a+b)) with b = k * omega_i: "
-        "[[cos b, sin b], [-sin b, cos b]]."
+        "block i takes (sin a, cos a) to (sin(a+b), cos(a+b)) with b = k * omega_i. Expand both "
+        "with the angle-addition formulas: the coefficients of sin a and cos a are the block's "
+        "rows, in the order the pair is stored (sin first)."
     )
     cases = [
-        Case(f"k={k}, d_model={d}", (k, d), hint=hint)
-        for k, d in ((0, 2), (1, 2), (3, 8), (10, 16))
+        Case("k=0, d_model=2", (0, 2), hint="a shift by 0 positions must change nothing."),
+        *(Case(f"k={k}, d_model={d}", (k, d), hint=hint) for k, d in ((1, 2), (3, 8), (10, 16))),
     ]
     return check_exercise(
-        "shift as a rotation", fn, shift_rotation_matrix, cases, atol=1e-5, verbose=verbose
+        "shift as a rotation",
+        fn,
+        shift_rotation_matrix,
+        cases,
+        atol=1e-5,
+        verbose=verbose,
+        show_answer=show_answer,
     ).function
 
 
-def check_apply_rope(fn, verbose: bool = True):
+def check_apply_rope(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the exercise ``fn(x (L, head_dim)) -> x`` rotated pairwise (interleaved) at
     positions 0..L-1."""
 
@@ -418,7 +451,13 @@ def check_apply_rope(fn, verbose: bool = True):
         ),
     ]
     return check_exercise(
-        "rotary embedding", fn, apply_rope, cases, atol=1e-5, verbose=verbose
+        "rotary embedding",
+        fn,
+        apply_rope,
+        cases,
+        atol=1e-5,
+        verbose=verbose,
+        show_answer=show_answer,
     ).function
 
 
@@ -518,4 +557,24 @@ def sinusoid_explorer_figure(pe, position: int, pair: int, shift: int, n_shown: 
         ylabel="PE(position) . PE(other)",
         title=f"similarity to position {position}",
     )
+    return fig
+
+
+def similarity_decay_figure(d_model: int, offsets, base: float = DEFAULT_BASE):
+    """Cosine similarity of two sinusoidal positions against their distance ``k`` on a log axis,
+    with the share of pairs that turned less than a radian (``slow_pair_share``) beside it.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    k = torch.as_tensor(offsets, dtype=torch.float64)
+    fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
+    ax.semilogx(k, sinusoidal_similarity(k, d_model, base), label="cosine similarity")
+    ax.semilogx(k, slow_pair_share(k, d_model, base), "--", label="share of pairs turned < 1 rad")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(
+        xlabel="distance k (log scale)",
+        ylabel="value",
+        title=f"sinusoidal, d = {d_model}: similarity falls by about the same step per tenfold k",
+    )
+    ax.legend(fontsize=8, loc="upper right")
     return fig

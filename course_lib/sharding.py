@@ -99,7 +99,7 @@ def scaled_hyperparameters(
 
 
 # ---- Exercise checkers (lesson 08) -------------------------------------------------------------
-def check_rank_share(fn, verbose: bool = True):
+def check_rank_share(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for "which examples does a rank see, and with which loss weight":
     ``fn(batch, rank, world_size) -> (indices, weight)``, rank ``rank``'s part of ``batch`` and the
     weight of its mean loss (no accumulation; ``batch_parts(batch, rank, world_size)[0]``).
@@ -143,11 +143,12 @@ def check_rank_share(fn, verbose: bool = True):
         lambda *args: tidy(reference(*args)),
         cases,
         verbose=verbose,
+        show_answer=show_answer,
     )
     return fn if result.passed else reference
 
 
-def check_scaled_hyperparameters(fn, verbose: bool = True):
+def check_scaled_hyperparameters(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the scaling exercise: ``fn(batch_per_rank, lr, world_size, train_examples)``
     returns ``(global_batch, steps_per_epoch, lr)`` for a recipe tuned on 1 rank run on
     ``world_size`` ranks with the same batch per rank, the learning rate by the linear rule."""
@@ -176,5 +177,6 @@ def check_scaled_hyperparameters(fn, verbose: bool = True):
         lambda *args: tidy(reference(*args)),
         cases,
         verbose=verbose,
+        show_answer=show_answer,
     )
     return fn if result.passed else reference

@@ -35,6 +35,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -446,10 +447,79 @@ def truncate_longest_first(
     return a[:n_short], b[:n_long]
 
 
+# ---------------------------------------------------------------- speed (lesson 04)
+
+
+@dataclass
+class SpeedComparison:
+    """What ``compare_speed`` measured: one call on the whole list of texts per tokenizer, in
+    this process, and how often the texts repeat their words."""
+
+    n_texts: int
+    n_words: int  # words after steps 1 and 2, over all texts
+    n_distinct_words: int  # what the word cache ends up holding
+    ours_cold_s: float  # a fresh tokenizer: each distinct word is split once, then cached
+    ours_warm_s: float  # the same tokenizer again: every word comes from the cache
+    reference_s: float
+    threads: str  # TOKENIZERS_PARALLELISM, which decides whether Rust may use several threads
+    ours_ids: list = field(repr=False, default_factory=list)
+    reference_ids: list = field(repr=False, default_factory=list)
+
+    def report(self) -> str:
+        share = self.n_distinct_words / max(self.n_words, 1)
+        return "\n".join(
+            [
+                f"{self.n_texts:,} texts, {self.n_words:,} words, of which "
+                f"{self.n_distinct_words:,} distinct ({share:.0%})",
+                f"ours, word cache empty at the start : {self.ours_cold_s:5.2f} s",
+                f"ours again, every word in the cache : {self.ours_warm_s:5.2f} s",
+                f"Hugging Face's fast tokenizer (Rust): {self.reference_s:5.2f} s"
+                f"   (TOKENIZERS_PARALLELISM={self.threads})",
+            ]
+        )
+
+
+def compare_speed(texts: Sequence[str], reference, name: str = "minilm") -> SpeedComparison:
+    """Time a fresh ``WordPieceTokenizer`` (twice: empty word cache, then full) and
+    ``reference`` (a Hugging Face tokenizer) on ``texts``, one call each on the whole list, and
+    count the words and distinct words that explain the difference. Keeps the ids of both."""
+    import time
+    from collections import Counter
+
+    tok = WordPieceTokenizer.from_pretrained(name)
+    start = time.perf_counter()
+    ours_ids = tok(list(texts))["input_ids"]
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    tok(list(texts))
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    reference_ids = reference(list(texts))["input_ids"]
+    reference_s = time.perf_counter() - start
+    words = Counter(  # the words WordPiece sees: special tokens typed in a text are not words
+        word
+        for text in texts
+        for k, segment in enumerate(tok._segments(text))
+        if k % 2 == 0
+        for word in tok.basic_tokenize(segment)
+    )
+    return SpeedComparison(
+        n_texts=len(texts),
+        n_words=sum(words.values()),
+        n_distinct_words=len(words),
+        ours_cold_s=cold,
+        ours_warm_s=warm,
+        reference_s=reference_s,
+        threads=os.environ.get("TOKENIZERS_PARALLELISM", "(unset)"),
+        ours_ids=ours_ids,
+        reference_ids=list(reference_ids),
+    )
+
+
 # ---------------------------------------------------------------- exercise checker (lesson 04)
 
 
-def check_wordpiece(fn, verbose: bool = True):
+def check_wordpiece(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the WordPiece exercise: ``fn(word, vocab) -> list of tokens``.
 
     Compared with ``wordpiece_split`` on a toy vocabulary and on BERT's real one.
@@ -488,4 +558,6 @@ def check_wordpiece(fn, verbose: bool = True):
     def reference(word, vocab):
         return wordpiece_split(word, vocab)
 
-    return check_exercise("WordPiece split", fn, reference, cases, verbose=verbose).function
+    return check_exercise(
+        "WordPiece split", fn, reference, cases, verbose=verbose, show_answer=show_answer
+    ).function

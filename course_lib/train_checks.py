@@ -17,7 +17,7 @@ from .schedules import warmup_linear_factor
 from .train import make_optimizer, training_step
 
 
-def check_warmup_linear_factor(fn, verbose: bool = True):
+def check_warmup_linear_factor(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the schedule exercise: ``fn(step, warmup_steps, total_steps) -> float``."""
 
     def as_tensor(f):
@@ -42,6 +42,7 @@ def check_warmup_linear_factor(fn, verbose: bool = True):
         cases,
         atol=1e-9,
         verbose=verbose,
+        show_answer=show_answer,
     )
     return fn if result.passed else warmup_linear_factor
 
@@ -97,7 +98,7 @@ def _after_steps(step_fn, what: str, steps: int = 1, grad_clip: float = 1e9, sgd
     return torch.cat([p.detach().flatten() for p in model.parameters()]).double()
 
 
-def check_training_step(fn, verbose: bool = True):
+def check_training_step(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the training-step exercise:
     ``fn(model, batch, optimizer, scheduler, grad_clip) -> loss``.
 
@@ -146,6 +147,7 @@ def check_training_step(fn, verbose: bool = True):
             cases,
             atol=1e-6,
             verbose=verbose,
+            show_answer=show_answer,
         )
     finally:
         torch.set_num_threads(threads)

@@ -83,7 +83,7 @@ def _prediction(fn, name: str):
     return tuple(answer)
 
 
-def _check_predictions(title, fn, questions, truth, verbose):
+def _check_predictions(title, fn, questions, truth, verbose, show_answer):
 
     cases = [Case(name, (name,), hint=hint) for name, (_, hint) in questions.items()]
     result = check_exercise(
@@ -92,20 +92,23 @@ def _check_predictions(title, fn, questions, truth, verbose):
         lambda name: truth()[name],
         cases,
         verbose=verbose,
+        show_answer=show_answer,
     )
     return fn if result.passed else truth
 
 
-def check_product_shapes(fn, verbose: bool = True):
+def check_product_shapes(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for lesson 00's first warm-up: ``fn() -> {"A @ B": shape, ...}``, the predicted
     shapes of three matrix products. Returns ``fn`` when every shape is right, else
     ``product_shapes``."""
-    return _check_predictions("shapes of matrix products", fn, _PRODUCTS, product_shapes, verbose)
+    return _check_predictions(
+        "shapes of matrix products", fn, _PRODUCTS, product_shapes, verbose, show_answer
+    )
 
 
-def check_broadcast_shapes(fn, verbose: bool = True):
+def check_broadcast_shapes(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for lesson 00's second warm-up: ``fn() -> {"scores + bias": shape or None, ...}``.
     Returns ``fn`` when every prediction is right, else ``broadcast_shapes``."""
     return _check_predictions(
-        "shapes after broadcasting", fn, _BROADCASTS, broadcast_shapes, verbose
+        "shapes after broadcasting", fn, _BROADCASTS, broadcast_shapes, verbose, show_answer
     )

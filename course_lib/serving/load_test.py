@@ -53,7 +53,7 @@ def littles_law_latency_ms(concurrency: float, requests_per_s: float) -> float:
     return 1000.0 * concurrency / requests_per_s
 
 
-def check_mean_latency(fn, verbose: bool = True):
+def check_mean_latency(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for ``fn(concurrency, requests_per_s) -> mean latency in ms`` (Little's law);
     returns the function to use from here on."""
 
@@ -75,7 +75,12 @@ def check_mean_latency(fn, verbose: bool = True):
         return lambda *args: round(float(f(*args)), 3)
 
     result = check_exercise(
-        "Little's law", rounded(fn), rounded(littles_law_latency_ms), cases, verbose=verbose
+        "Little's law",
+        rounded(fn),
+        rounded(littles_law_latency_ms),
+        cases,
+        verbose=verbose,
+        show_answer=show_answer,
     )
     return fn if result.passed else littles_law_latency_ms
 

@@ -194,7 +194,7 @@ def validate_texts(
     return [text] if isinstance(text, str) else list(text)
 
 
-def check_request_texts(fn, verbose: bool = True):
+def check_request_texts(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for the lesson 07 exercise ``fn(payload) -> list of texts``, which must refuse a
     bad body with ``ApiError(422, code, message)`` as ``validate_texts`` does (the code must be
     the server's; the message is free). Returns the function to use from here on."""
@@ -262,7 +262,12 @@ def check_request_texts(fn, verbose: bool = True):
         ),
     ]
     result = check_exercise(
-        "validate a request body", outcome(fn), outcome(validate_texts), cases, verbose=verbose
+        "validate a request body",
+        outcome(fn),
+        outcome(validate_texts),
+        cases,
+        verbose=verbose,
+        show_answer=show_answer,
     )
     return fn if result.passed else validate_texts
 

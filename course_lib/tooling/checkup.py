@@ -1,7 +1,9 @@
 """Environment check for a participant's laptop: ``python -m course_lib doctor``.
 
 Prints one line per check (PASS / WARN / FAIL) with a one-line fix for each failure, and
-returns a non-zero exit status when anything fails.
+returns a non-zero exit status when anything fails. A participant's table lists what the lessons
+run on; the tools that test and lint the course (pytest, ruff, nbval, Playwright, ...) are pinned
+in requirements.txt too, but only ``--maintainer`` checks them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,20 @@ from ..settings import REPO_ROOT, REQUIREMENTS, pinned, read_pins
 MIN_PYTHON = (3, 11)
 MIN_MEMORY_GB = 4
 MIN_DISK_GB = 2
+# Pinned in requirements.txt for the test suite and the lint, never imported by a lesson.
+DEVELOPER_TOOLS = frozenset(
+    {
+        "hypothesis",
+        "import-linter",
+        "nbval",
+        "playwright",
+        "pytest",
+        "pytest-timeout",
+        "pytest-xdist",
+        "ruff",
+        "schemathesis",
+    }
+)
 
 
 @dataclass
@@ -180,10 +196,14 @@ def check_machine() -> list[Check]:
     return checks
 
 
-def run_checks(load_model: bool = True) -> list[Check]:
+def run_checks(load_model: bool = True, maintainer: bool = False) -> list[Check]:
+    """Every check, in table order; the developer tools' versions only with ``maintainer``."""
     checks = [check_platform(), check_python()]
     if REQUIREMENTS.is_file():
-        checks += check_packages(read_pins())
+        pins = read_pins()
+        checks += check_packages(
+            pins if maintainer else {k: v for k, v in pins.items() if k not in DEVELOPER_TOOLS}
+        )
     else:
         checks.append(
             Check("requirements.txt", "warn", "not found next to course_lib; versions not compared")
@@ -211,9 +231,10 @@ def format_report(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def doctor(load_model: bool = True, print_report: bool = True) -> bool:
-    """Check this machine for the course; print the table; return True when nothing failed."""
-    checks = run_checks(load_model=load_model)
+def doctor(load_model: bool = True, print_report: bool = True, maintainer: bool = False) -> bool:
+    """Check this machine for the course; print the table; return True when nothing failed.
+    ``maintainer=True`` also checks the tools that test and lint the course."""
+    checks = run_checks(load_model=load_model, maintainer=maintainer)
     if print_report:
         print(f"course_lib doctor on {platform.system()} {platform.machine()}")
         print(format_report(checks))
@@ -235,14 +256,19 @@ def check_bundle(folder) -> list[Check]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m course_lib doctor [--skip-model] [--bundle DIR]``: exit status 1 when a check
-    fails."""
+    """``python -m course_lib doctor [--skip-model] [--maintainer] [--bundle DIR]``: exit
+    status 1 when a check fails."""
     import argparse
     from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m course_lib doctor", description=__doc__)
     parser.add_argument(
         "--skip-model", action="store_true", help="do not load the model (faster, less thorough)"
+    )
+    parser.add_argument(
+        "--maintainer",
+        action="store_true",
+        help="also check the tools that test and lint the course (pytest, ruff, nbval, ...)",
     )
     parser.add_argument(
         "--bundle",
@@ -256,4 +282,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"course_lib doctor --bundle {args.bundle}")
         print(format_report(checks))
         return 0 if not any(c.status == "fail" for c in checks) else 1
-    return 0 if doctor(load_model=not args.skip_model) else 1
+    return 0 if doctor(load_model=not args.skip_model, maintainer=args.maintainer) else 1

@@ -81,15 +81,20 @@ def _imported_modules(source: str) -> list[str]:
     return names
 
 
+MACHINERY = ("tooling", "runtime")
+
+
 def modules_used(notebook: Path) -> list[str]:
-    """The ``course_lib`` modules a notebook imports (tooling left out), in import order."""
+    """The ``course_lib`` modules a notebook imports, in import order; the course's machinery
+    (``tooling``, and ``runtime``: setup, the exercise checkers, ``compare_prediction``) that
+    every lesson uses alike is left out."""
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     found: list[str] = []
     for cell in cells:
         if cell["cell_type"] != "code":
             continue
         for name in _imported_modules("".join(cell["source"])):
-            if name != "tooling" and name not in found:
+            if name not in MACHINERY and name not in found:
                 found.append(name)
     return found
 

@@ -9,6 +9,9 @@ hangs (nbclient has been seen to wait forever after a widget cell with the kerne
 jupyter/nbclient#312) ends that notebook with a failure that names the cell; the other notebooks
 still run. A notebook in ``notebooks/`` that ran cleanly and was written back gets its wall time
 recorded in ``notebooks/timings.json`` (the course map and the agenda read it).
+
+The stored text of each progress bar is its final state, not the "0%" it had when it appeared
+(``progress_bars.finish_progress_bars``): GitHub and nbconvert show only that text.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..settings import BUILD_DIR, NOTEBOOKS_DIR, PROFILE_ENV, PROFILES
+from .progress_bars import finish_progress_bars
 
 TIMINGS = NOTEBOOKS_DIR / "timings.json"
 DEFAULT_CELL_TIMEOUT = 1800  # lesson 05 trains in one cell: minutes on a slow laptop
@@ -109,6 +113,7 @@ async def _run_notebook(nb, folder: Path, cell_timeout: float, progress) -> None
             nb.metadata["language_info"] = reply["content"]["language_info"]
         await execute_cells(client, nb, cell_timeout, progress)
         client.set_widgets_metadata()
+    finish_progress_bars(nb)
 
 
 async def _maybe_await(value):

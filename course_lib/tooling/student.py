@@ -1,8 +1,15 @@
-"""Learner copies of the notebooks: each ``solution`` cell's answer becomes a stub.
+"""Learner copies of the notebooks: answers become stubs, test machinery goes.
 
-``python -m course_lib student [--out learner]``. Lines between ``# BEGIN SOLUTION`` and
-``# END SOLUTION`` are replaced by a ``raise NotImplementedError`` at the same indentation, and
-all outputs are cleared, so the participant sees no answers.
+``python -m course_lib student [--out learner]``. In a cell tagged ``solution`` the lines between
+``# BEGIN SOLUTION`` and ``# END SOLUTION`` (any number of ``#``, as nbgrader writes ``###``) are
+replaced by a ``raise NotImplementedError`` at the same indentation. In a cell tagged
+``prediction`` each ``name = value`` line between ``# BEGIN PREDICTION`` and ``# END PREDICTION``
+becomes ``name = ...  # your prediction`` (the cell after it then reports "no prediction" until
+the learner writes one). nbval's markers (``# NBVAL_CHECK_OUTPUT`` and the like, and its
+``nbval-*`` tags) are removed and all outputs cleared, so the participant sees neither answers
+nor test machinery. Markers in a cell without the matching tag, or a tagged cell without
+markers, stop the build with a message naming the notebook and the cell: an answer is never
+shipped by accident.
 
 A learner's work is never overwritten. The build remembers a fingerprint (SHA-256) of every copy
 it wrote in ``learner/.course-manifest.json``. On the next build, a copy whose bytes still match
@@ -28,45 +35,115 @@ from ..settings import NOTEBOOKS_DIR, REPO_ROOT
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: replace this line with your code")'
+PREDICTION_STUB = "...  # your prediction"
 LEARNER_DIR = REPO_ROOT / "learner"
 MANIFEST = ".course-manifest.json"
 NEW_SUFFIX = ".new.ipynb"
+# "# BEGIN SOLUTION", "### END PREDICTION": the block markers, with any number of '#'.
+MARKER = re.compile(r"^\s*#+\s*(BEGIN|END)\s+(SOLUTION|PREDICTION)\b")
+# nbval's comment markers: test machinery, meaningless to a learner.
+NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
+ASSIGNMENT = re.compile(r"^(\s*)([A-Za-z_]\w*)\s*=(?!=)")
+
+
+def _marker(line: str) -> tuple[str, str] | None:
+    """``("BEGIN", "SOLUTION")`` for a marker line, else None."""
+    found = MARKER.match(line)
+    return (found.group(1), found.group(2)) if found else None
+
+
+def _blocks(source: str, kind: str, replace) -> str:
+    """``source`` with every BEGIN/END ``kind`` block handed to ``replace(lines, indent)``."""
+    out: list[str] = []
+    inside: list[str] | None = None
+    indent = ""
+    for line in source.splitlines(keepends=True):
+        marker = _marker(line)
+        if marker == ("BEGIN", kind):
+            if inside is not None:
+                raise ValueError(f"nested '# BEGIN {kind}'")
+            inside, indent = [], re.match(r"\s*", line).group(0)
+        elif marker == ("END", kind):
+            if inside is None:
+                raise ValueError(f"'# END {kind}' without '# BEGIN {kind}'")
+            out += replace(inside, indent)
+            inside = None
+        elif inside is not None:
+            inside.append(line)
+        else:
+            out.append(line)
+    if inside is not None:
+        raise ValueError(f"'# BEGIN {kind}' without '# END {kind}'")
+    return "".join(out)
 
 
 def strip_solution(source: str) -> str:
     """Replace every BEGIN/END SOLUTION block in ``source`` with a stub."""
-    out, inside = [], False
-    for line in source.splitlines(keepends=True):
-        stripped = line.strip()
-        if stripped.startswith(BEGIN):
-            if inside:
-                raise ValueError(f"nested '{BEGIN}' in:\n{source}")
-            inside = True
-            indent = re.match(r"\s*", line).group(0)
-            out.append(f"{indent}{STUB}\n")
-        elif stripped.startswith(END):
-            if not inside:
-                raise ValueError(f"'{END}' without '{BEGIN}' in:\n{source}")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ValueError(f"'{BEGIN}' without '{END}' in:\n{source}")
-    return "".join(out)
+    return _blocks(source, "SOLUTION", lambda lines, indent: [f"{indent}{STUB}\n"])
 
 
-def student_notebook(nb: dict) -> dict:
-    """A copy of the notebook dict with solutions stubbed and outputs cleared."""
+def _unfilled(lines: list[str], indent: str) -> list[str]:
+    out = []
+    for line in lines:
+        if not line.strip():
+            continue
+        found = ASSIGNMENT.match(line)
+        if not found:
+            raise ValueError(
+                f"a prediction block holds one `name = value` per line, found {line.strip()!r}"
+            )
+        out.append(f"{found.group(1)}{found.group(2)} = {PREDICTION_STUB}\n")
+    return out
+
+
+def strip_prediction(source: str) -> str:
+    """Turn each ``name = value`` line of a BEGIN/END PREDICTION block into an empty guess."""
+    return _blocks(source, "PREDICTION", _unfilled)
+
+
+def strip_nbval_markers(source: str) -> str:
+    """``source`` without nbval's comment lines (``# NBVAL_CHECK_OUTPUT`` and the like)."""
+    return "".join(
+        line for line in source.splitlines(keepends=True) if not NBVAL_MARKER.match(line)
+    )
+
+
+def _learner_source(source: str, tags: list[str]) -> str:
+    """One code cell's source as the learner sees it; ValueError says what is wrong."""
+    kinds = {marker[1] for line in source.splitlines() if (marker := _marker(line))}
+    for kind, strip in (("SOLUTION", strip_solution), ("PREDICTION", strip_prediction)):
+        tag = kind.lower()
+        if tag in tags and kind not in kinds:
+            raise ValueError(f"tagged '{tag}' but has no '# BEGIN {kind}' marker")
+        if kind in kinds and tag not in tags:
+            raise ValueError(
+                f"has '# BEGIN/END {kind}' markers but is not tagged '{tag}': tag it, or its "
+                f"{tag} would reach the learner"
+            )
+        if tag in tags:
+            source = strip(source)
+    return strip_nbval_markers(source)
+
+
+def student_notebook(nb: dict, name: str = "notebook") -> dict:
+    """A copy of the notebook dict with answers stubbed, nbval's markers gone, outputs cleared.
+
+    ``name`` (the file name) is only for the error message that names a faulty cell."""
     nb = json.loads(json.dumps(nb))
-    for cell in nb["cells"]:
+    for index, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
         cell["outputs"], cell["execution_count"] = [], None
-        if "solution" in cell.get("metadata", {}).get("tags", []):
-            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            if BEGIN not in source:
-                raise ValueError(f"a cell tagged 'solution' has no '{BEGIN}' marker:\n{source}")
-            cell["source"] = strip_solution(source)
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        metadata = cell.get("metadata", {})
+        tags = metadata.get("tags", [])
+        try:
+            cell["source"] = _learner_source(source, tags)
+        except ValueError as exc:
+            first = next((line for line in source.splitlines() if line.strip()), "")[:60]
+            raise ValueError(f"{name}, cell {index} ({first!r}): {exc}") from None
+        if any(tag.startswith("nbval-") for tag in tags):
+            metadata["tags"] = [tag for tag in tags if not tag.startswith("nbval-")]
     return nb
 
 
@@ -102,7 +179,7 @@ def write_student_versions(src: Path = NOTEBOOKS_DIR, out: Path = LEARNER_DIR) -
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     results = []
     for path in sorted(src.glob("*.ipynb")):
-        nb = student_notebook(json.loads(path.read_text(encoding="utf-8")))
+        nb = student_notebook(json.loads(path.read_text(encoding="utf-8")), path.name)
         data = (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
         target, beside = out / path.name, out / (path.stem + NEW_SUFFIX)
         recorded = manifest.get(path.name)

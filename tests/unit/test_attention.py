@@ -135,6 +135,27 @@ def test_scaling_demo_numbers():
     assert A.mean_max_weight(512, scaled=False) > 0.9 > A.mean_max_weight(512, scaled=True)
 
 
+def test_softmax_jacobian_norms_equal_the_closed_form():
+    scores = torch.randn(50, 7, generator=torch.Generator().manual_seed(0)) * 3
+    p = torch.softmax(scores.double(), -1)
+    jacobian = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # d p_i / d s_j
+    torch.testing.assert_close(
+        A.softmax_jacobian_norms(scores), jacobian.flatten(1).norm(dim=-1), atol=1e-12, rtol=0
+    )
+    n = 16  # equal scores: every p = 1/n; one score far above the rest: no gradient at all
+    uniform = ((n * (1 / n - 1 / n**2) ** 2 + n * (n - 1) / n**4) ** 0.5,)
+    assert A.softmax_jacobian_norms(torch.zeros(1, n)).tolist() == pytest.approx(uniform)
+    assert A.softmax_jacobian_norms(torch.tensor([[100.0] + [0.0] * (n - 1)])).item() < 1e-40
+    with pytest.raises(ValueError, match=r"\(N, S\)"):
+        A.softmax_jacobian_norms(torch.zeros(2, 3, 4))
+
+
+def test_unscaled_scores_starve_the_gradient_as_lesson_01_says():
+    scaled, unscaled = (A.softmax_gradient_norm(512, scaled=s, n_samples=500) for s in (1, 0))
+    assert scaled > 0.2  # about 0.30 (equal scores over 16 keys would give 0.24)
+    assert unscaled < scaled / 100
+
+
 def test_checkers_accept_right_reject_wrong_and_skip_unsolved(capsys):
     assert A.check_softmax(lambda x, dim=-1: torch.softmax(x, dim)) is not A.softmax
     assert A.check_softmax(A.naive_softmax) is A.softmax

@@ -50,6 +50,17 @@ def test_report_lists_fix_lines():
     assert "FAIL" in text and "fix: do this" in text and "1 pass, 0 warn, 1 fail" in text
 
 
+def test_learner_table_leaves_out_developer_tools_and_maintainer_mode_checks_them():
+    """Lesson 00 shows the doctor's table to every participant: no test or lint tool in it."""
+    learner = {c.name for c in D.run_checks(load_model=False)}
+    maintainer = {c.name for c in D.run_checks(load_model=False, maintainer=True)}
+    pins = D.read_pins()
+    assert D.DEVELOPER_TOOLS <= set(pins), D.DEVELOPER_TOOLS - set(pins)  # the list kept up
+    assert not learner & D.DEVELOPER_TOOLS, learner & D.DEVELOPER_TOOLS
+    assert {"torch", "jupyterlab", "tqdm"} <= learner
+    assert maintainer - learner == D.DEVELOPER_TOOLS
+
+
 def _doctor(prelude=""):
     code = (
         prelude + "\nimport sys\nfrom course_lib.__main__ import main\nsys.exit(main(['doctor']))\n"
@@ -92,6 +103,7 @@ def test_lesson_module_table_lists_what_a_notebook_imports(tmp_path):
             "import course_lib\n",
             "from course_lib import attention, data as d\n",
             "from course_lib.tooling.coursemap import LESSONS\n",
+            "from course_lib.runtime.exercises import compare_prediction\n",
             "from course_lib.bert import BertModel\n",
             "import course_lib.train\n",
             "from course_lib import (\n",
@@ -104,6 +116,6 @@ def test_lesson_module_table_lists_what_a_notebook_imports(tmp_path):
     path = tmp_path / "nb.ipynb"
     cells = [cell, magic, {"cell_type": "markdown", "source": ["from course_lib import x"]}]
     path.write_text(json.dumps({"cells": cells}))
-    # in import order, each once, tooling left out; a parenthesised import is read whole, and a
-    # cell with a magic still counts
+    # in import order, each once, tooling and runtime left out; a parenthesised import is read
+    # whole, and a cell with a magic still counts
     assert modules_used(path) == ["attention", "data", "bert", "train", "metrics", "gpt"]

@@ -458,3 +458,23 @@ def test_split_and_merge_hints_explain_without_writing_the_code(capsys):
     out = capsys.readouterr().out
     assert "cut the LAST axis" in out and "reverse order" in out
     assert ".transpose(1, 2)" not in out and ".reshape(" not in out
+
+
+def test_parameter_count_hints_point_at_the_layers_without_the_formula(capsys):
+    M.check_parameter_count(lambda d, h, bias=True: 4 * d * d // h)
+    out = capsys.readouterr().out
+    assert "print MultiHeadAttention" in out
+    assert not any(s in out for s in ("four", "4 D", "4D", "(D, D)", "D^2", "D * D"))
+
+
+@pytest.mark.parametrize("d_model, n_heads", [(8, 2), (96, 12), (384, 12), (768, 12), (1000, 8)])
+def test_quadratic_part_overtakes_the_projections_just_after_twice_the_width(d_model, n_heads):
+    # 4 L^2 D (scores + mixing) > 8 L D^2 (projections) exactly when L > 2 D
+    length = M.quadratic_crossover_length(d_model, n_heads)
+    assert length == 2 * d_model + 1
+    below, at = (
+        M.attention_cost(length - 1, d_model, n_heads),
+        M.attention_cost(length, d_model, n_heads),
+    )
+    assert below["score_flops"] + below["mixing_flops"] <= below["projection_flops"]
+    assert at["score_flops"] + at["mixing_flops"] > at["projection_flops"]

@@ -154,3 +154,208 @@ def test_lesson_has_at_least_two_exercises(path):
     cells = json.loads(path.read_text())["cells"]
     exercises = [c for c in cells if "solution" in c.get("metadata", {}).get("tags", [])]
     assert len(exercises) >= 2, f"{path.name}: {len(exercises)} exercise(s); at least 2 expected"
+
+
+# ---- the three general rules of the second pass (issue 22) -------------------------------------
+# 1. Learner copies carry no test machinery and no line of any answer.
+# 2. A checker shows no expected value unless the learner asks for it.
+# 3. Every lesson has a predict-then-run cell.
+
+REPO = Path(__file__).resolve().parents[2]
+TRIVIAL = re.compile(r"[\W_]*|else:|try:|finally:|pass|return|break|continue")
+
+
+def _tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def _answer_lines(nb: dict) -> tuple[set[str], set[str]]:
+    """(lines inside SOLUTION and PREDICTION blocks, every other line) of a notebook, stripped."""
+    from course_lib.tooling.student import _marker
+
+    secret, visible = set(), set()
+    for cell in nb["cells"]:
+        inside = False
+        for line in "".join(cell["source"]).splitlines():
+            marker = _marker(line) if cell["cell_type"] == "code" else None
+            if marker:
+                inside = marker[0] == "BEGIN"
+            elif not TRIVIAL.fullmatch(line.strip()):
+                (secret if inside else visible).add(line.strip())
+    return secret, visible
+
+
+@pytest.fixture(scope="module")
+def learner_copies(tmp_path_factory) -> dict[str, dict]:
+    from course_lib.tooling.student import write_student_versions
+
+    out = tmp_path_factory.mktemp("learner")
+    write_student_versions(NOTEBOOKS[0].parent, out)
+    return {p.name: json.loads(p.read_text()) for p in sorted(out.glob("*.ipynb"))}
+
+
+def test_no_learner_copy_holds_a_line_of_any_answer(learner_copies):
+    """Every answer line of every notebook (solutions and the instructor's predictions) is absent
+    from every learner copy, unless the same line is shown outside an answer somewhere anyway."""
+    secret, visible = set(), set()
+    for path in NOTEBOOKS:
+        hidden, shown = _answer_lines(json.loads(path.read_text()))
+        secret |= hidden
+        visible |= shown
+    answers = secret - visible
+    assert len(answers) > 50, "the notebooks' answers were not found: is the marker regex right?"
+    assert sorted(learner_copies) == [p.name for p in NOTEBOOKS]
+    for name, nb in learner_copies.items():
+        lines = {line.strip() for c in nb["cells"] for line in "".join(c["source"]).splitlines()}
+        leaked = sorted(lines & answers)
+        assert not leaked, f"learner copy of {name} shows answer lines: {leaked[:5]}"
+
+
+def test_no_learner_copy_carries_nbval_markers_or_outputs(learner_copies):
+    for name, nb in learner_copies.items():
+        for index, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            assert "NBVAL_" not in "".join(cell["source"]), f"{name} cell {index}: nbval marker"
+            assert not [t for t in _tags(cell) if t.startswith("nbval-")], f"{name} cell {index}"
+            assert not cell["outputs"], f"{name} cell {index} keeps its outputs"
+
+
+def _checker_modules() -> list[str]:
+    """Every course_lib module that builds an exercise checker on check_exercise."""
+    package = REPO / "course_lib"
+    return [
+        ".".join(path.relative_to(REPO).with_suffix("").parts)
+        for path in sorted(package.rglob("*.py"))
+        if "check_exercise(" in path.read_text() and path.name != "exercises.py"
+    ]
+
+
+def _slightly_wrong(value):
+    """The reference's answer, changed just enough to be wrong (of the same type and shape)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool:
+            return ~value
+        return value * 1.5 + 0.25 if value.is_floating_point() else value + 1
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value * 2 + 1
+    if isinstance(value, str):
+        return value + " (wrong)"
+    if isinstance(value, tuple | list):
+        return type(value)(_slightly_wrong(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _slightly_wrong(v) for k, v in value.items()}
+    if value is None:
+        return (1,)
+    raise TypeError(f"no wrong version of a {type(value).__name__}: add one here")
+
+
+@pytest.mark.parametrize("module_name", _checker_modules())
+def test_checkers_show_no_expected_value_unless_asked(module_name, monkeypatch, capsys):
+    """Each ``check_*`` of the module is run with a candidate that returns, for every case, the
+    reference's answer slightly changed (``_slightly_wrong``; it is handed to ``check_exercise``
+    in place of the learner's function). The printed text must contain none of the expected
+    values, except where the question itself states one (the case's description or hint);
+    with ``show_answer=True`` it must contain every one."""
+    import importlib
+    import inspect
+
+    from course_lib.runtime import exercises
+
+    module = importlib.import_module(module_name)
+    checkers = {
+        name: fn
+        for name, fn in vars(module).items()
+        if name.startswith("check_") and inspect.isfunction(fn) and fn.__module__ == module_name
+    }
+    assert checkers, f"{module_name} calls check_exercise but defines no check_* function"
+    seen: list[object] = []  # the expected values of the cases run
+    questions: list[str] = []  # what the cases themselves say (descriptions and hints)
+
+    def spy(title, candidate, reference, cases, *args, **kwargs):
+        # check_exercise runs the reference on a case's own arguments: reuse that answer (lesson
+        # 05's checker trains a small model for each)
+        answers = {}
+
+        def key(a, k):
+            return tuple(map(id, a)), tuple((name, id(v)) for name, v in sorted(k.items()))
+
+        def remembered(*a, **k):
+            answers[key(a, k)] = reference(*a, **k)
+            return answers[key(a, k)]
+
+        def wrong(*a, **k):
+            found = key(a, k)
+            expected = answers.pop(found) if found in answers else reference(*a, **k)
+            seen.append(expected)
+            return _slightly_wrong(expected)
+
+        questions.extend(c.description + " " + c.hint for c in cases)
+
+        return exercises.check_exercise(title, wrong, remembered, cases, *args, **kwargs)
+
+    monkeypatch.setattr(module, "check_exercise", spy)
+    for name, checker in checkers.items():
+        assert "show_answer" in inspect.signature(checker).parameters, (
+            f"{module_name}.{name} must take show_answer and pass it to check_exercise"
+        )
+        exercises.forget_tries()
+        seen.clear()
+        questions.clear()
+        checker(lambda *a, **k: None)
+        out = capsys.readouterr().out
+        assert seen and "[not yet]" in out, f"{name}: the wrong candidate was not run:\n{out}"
+        stated = " ".join(questions)
+        answers = {exercises.format_answer(expected) for expected in seen}
+        # "0", "1.5" would match any text; a value the question itself states is no give-away
+        answers = {a for a in answers if len(a) >= 4 and a not in stated}
+        assert answers, f"{name}: no expected value long enough to look for"
+        shown = [a for a in answers if a in out]
+        assert not shown, f"{name} prints expected values on a first wrong try: {shown}"
+
+        exercises.forget_tries()
+        checker(lambda *a, **k: None, show_answer=True)
+        asked = capsys.readouterr().out
+        missing = [a for a in answers if a not in asked]
+        assert not missing, f"{name}(show_answer=True) does not show {missing}"
+
+
+LESSONS_WITH_PREDICTIONS = [p for p in NOTEBOOKS if p.name[:2] != "10"]
+
+
+@pytest.mark.parametrize("path", LESSONS_WITH_PREDICTIONS, ids=lambda p: p.name)
+def test_lesson_has_a_predict_then_run_cell(path):
+    """A cell tagged ``prediction`` (the learner's guess between BEGIN/END PREDICTION), and the
+    next code cell compares it with what it measures (``compare_prediction``)."""
+    code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    pairs = [(a, b) for a, b in zip(code, code[1:]) if "prediction" in _tags(a)]
+    assert pairs, f"{path.name}: no code cell tagged 'prediction' (predict, then run)"
+    for guess, measure in pairs:
+        first = "".join(guess["source"]).splitlines()[0]
+        assert "compare_prediction(" in "".join(measure["source"]), (
+            f"{path.name}: the cell after the prediction {first!r} must call compare_prediction"
+        )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_progress_bars_show_where_they_finished(path):
+    """GitHub and nbconvert show a bar's stored text only: it must be the finished bar that
+    ``python -m course_lib run`` stores, not the "0%" tqdm wrote when the bar appeared. A bar's
+    text holds timings, so no cell whose output nbval compares may show one."""
+    import nbformat
+
+    from course_lib.tooling.progress_bars import WIDGET_VIEW, finish_progress_bars
+
+    nb = nbformat.read(path, as_version=4)
+    assert not finish_progress_bars(nb), (
+        f"{path.name}: progress bars stored at their start; run `python -m course_lib run`"
+    )
+    for index, cell in enumerate(_code_cells(path)):
+        bars = [o for o in cell.get("outputs", []) if WIDGET_VIEW in o.get("data", {})]
+        assert not (bars and "NBVAL_CHECK_OUTPUT" in "".join(cell["source"])), (
+            f"{path.name}: code cell {index} shows a widget and is marked NBVAL_CHECK_OUTPUT"
+        )

@@ -352,3 +352,56 @@ def test_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, good, bad
 
     assert checker(unsolved) is not unsolved
     assert "[skipped]" in capsys.readouterr().out
+
+
+def test_shift_matrix_hint_leads_to_the_derivation_without_the_block(capsys):
+    P.check_shift_rotation_matrix(lambda k, d: P.shift_rotation_matrix(k, d).T)
+    out = capsys.readouterr().out
+    assert "angle-addition" in out
+    assert "[[" not in out and "-sin b" not in out
+
+
+# ---------------------------------------------------------------- why the similarity levels off
+
+
+def test_sinusoidal_similarity_is_the_cosine_of_table_rows():
+    table = P.sinusoidal_encoding(1200, 64, dtype=torch.float64)
+    sim = P.cosine_similarity_matrix(table)
+    for k in (0, 1, 7, 100, 1000):
+        _close(P.sinusoidal_similarity(k, 64), sim[150, 150 + k], atol=1e-9)
+
+
+@pytest.mark.parametrize("d", [64, 384])
+def test_slow_pair_share_falls_by_one_step_per_tenfold_distance(d):
+    pairs = d // 2
+    for k in (1, 3, 10, 100, 1000, 5000):
+        share = P.slow_pair_share(k, d).item()
+        expected = sum(k * 10000 ** (-2 * i / d) < 1 for i in range(pairs)) / pairs
+        assert share == pytest.approx(expected)  # the definition, counted by hand
+        assert abs(share - (1 - math.log10(k) / 4)) <= 1 / pairs + 1e-12  # base 10000 = 10^4
+    assert P.slow_pair_share(-100, d) == P.slow_pair_share(100, d)
+
+
+def test_similarity_follows_the_share_of_slow_pairs_as_lesson_03_says():
+    # the fast pairs' cosines average out only roughly: at d = 384 and distances up to 1,000
+    # (what lesson 03 shows) they move the similarity by at most about 0.1
+    k = torch.arange(1, 1001)
+    diff = P.sinusoidal_similarity(k, 384) - P.slow_pair_share(k, 384)
+    assert diff.abs().max() < 0.11
+    assert P.sinusoidal_similarity(1000, 384) < 0.2 < 0.4 < P.sinusoidal_similarity(100, 384)
+
+
+def test_similarity_decay_figure_draws_both_curves_on_a_log_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = torch.logspace(0, 4, 20, dtype=torch.float64)
+    fig = P.similarity_decay_figure(64, k)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    solid, dashed = ax.get_lines()[:2]
+    _close(torch.as_tensor(solid.get_ydata()), P.sinusoidal_similarity(k, 64), atol=1e-12)
+    _close(torch.as_tensor(dashed.get_ydata()), P.slow_pair_share(k, 64), atol=1e-12)
+    plt.close(fig)

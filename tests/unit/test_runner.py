@@ -6,6 +6,7 @@ import pytest
 from jupyter_core.utils import run_sync
 
 from course_lib.tooling import runner
+from course_lib.tooling.progress_bars import WIDGET_VIEW
 
 
 def _notebook(path, *sources):
@@ -146,3 +147,28 @@ def test_help_lists_every_verb_and_every_verb_resolves(capsys):
         assert callable(getattr(importlib.import_module(module), function)), verb
     assert main(["no-such-verb"]) == 2
     assert "unknown verb 'no-such-verb'" in capsys.readouterr().err
+
+
+@pytest.mark.subprocess
+def test_stored_progress_bars_show_their_final_state(tmp_path):
+    """tqdm's notebook bar stores the text it had when first displayed ("0%"); after a run the
+    stored text is the finished bar (with or without a total), a bar hidden at close
+    (leave=False) is gone, and a widget that is not a progress bar keeps its own text."""
+    path = _notebook(
+        tmp_path / "bars.ipynb",
+        "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='steps'):\n    pass",
+        "for _ in tqdm(range(2), desc='hidden', leave=False):\n    pass\nprint('after')",
+        "for _ in tqdm(iter(range(4)), desc='no total'):\n    pass",
+        "import ipywidgets as w\nw.HBox([w.HTML('a'), w.FloatProgress(value=1.0), w.HTML('b')])",
+    )
+    result, _ = runner.run_notebook(path, cell_timeout=120)
+    assert result.ok, result.failure
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    views = [
+        [o["data"]["text/plain"] for o in c.outputs if WIDGET_VIEW in o.get("data", {})]
+        for c in cells
+    ]
+    assert len(views[0]) == 1 and views[0][0].startswith("steps: 100%|██████████| 3/3 ["), views
+    assert views[1] == [] and "after" in cells[1].outputs[0]["text"]
+    assert len(views[2]) == 1 and views[2][0].startswith("no total: 4/? ["), views
+    assert views[3][0].startswith("HBox(children=(HTML(value='a')"), views  # not a tqdm bar

@@ -248,7 +248,10 @@ def test_littles_law_and_its_checker(capsys):
 
     assert S.check_mean_latency(in_seconds) is S.littles_law_latency_ms
     out = capsys.readouterr().out
-    assert "[not yet]" in out and "returned 0.064, expected 64.0" in out
+    assert "[not yet]" in out and "returned 0.064, which is too small by a factor of 1,000" in out
+    assert "64.0" not in out  # the answer for 16 in flight at 250/s: shown only on request
+    S.check_mean_latency(in_seconds)  # a second wrong try shows it
+    assert "The answer here: 64.0." in capsys.readouterr().out
 
 
 def test_plot_latency_histograms_puts_the_legend_beside_the_data():

@@ -99,7 +99,11 @@ def test_rank_share_checker_explains_a_missing_loss_weight(capsys):
 
     use = sharding.check_rank_share(no_weight)
     out = capsys.readouterr().out
-    assert "[not yet]" in out and "rank 0 of 2, batch of 7" in out and "expected" in out
+    assert "[not yet]" in out and "rank 0 of 2, batch of 7" in out
+    assert "[1] returned 1.0, which is too small" in out  # the weight, not the indices
+    assert "1.142857" not in out and "The answer here" not in out  # 8/7 is not given away
+    sharding.check_rank_share(no_weight, show_answer=True)
+    assert "The answer here: ([10, 12, 14, 16], 1.142857143)." in capsys.readouterr().out
     assert use is not no_weight and use(list(range(7)), 0, 2) == ([0, 2, 4, 6], 8 / 7)
 
 
@@ -126,7 +130,10 @@ def test_scaling_checker_explains_a_wrong_answer(capsys):
 
     use = sharding.check_scaled_hyperparameters(floor_steps_same_lr)
     out = capsys.readouterr().out
-    assert "[not yet]" in out and "2 ranks, 1,000 examples" in out and "expected" in out
+    assert "[not yet]" in out and "2 ranks, 1,000 examples" in out
+    assert "[1] returned 15, which is too small" in out and "(64, 16, 0.0002)" not in out
+    sharding.check_scaled_hyperparameters(floor_steps_same_lr)  # the second wrong try
+    assert "The answer here: (64, 16, 0.0002)." in capsys.readouterr().out
     assert use(32, 5e-5, 8, 24663) == (256, 97, pytest.approx(4e-4))
 
 

@@ -29,6 +29,61 @@ def test_strip_solution_rejects_unbalanced_markers(bad):
         student.strip_solution(bad)
 
 
+def test_nbgrader_style_markers_with_any_number_of_hashes_are_stripped_too():
+    src = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ## END SOLUTION\n"
+    assert student.strip_solution(src) == f"def f(x):\n    {student.STUB}\n"
+
+
+def _cell(source: str, tags=()) -> dict:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def _notebook(*cells) -> dict:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# A lesson"), *cells]
+    return json.loads(nbformat.writes(nb))
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        (_cell("### BEGIN SOLUTION\nx = 42\n### END SOLUTION"), "not tagged 'solution'"),
+        (_cell("# BEGIN PREDICTION\nx = 3\n# END PREDICTION"), "not tagged 'prediction'"),
+        (_cell("x = 42", ["solution"]), "tagged 'solution' but has no '# BEGIN SOLUTION'"),
+        (_cell("x = 3", ["prediction"]), "tagged 'prediction' but has no '# BEGIN PREDICTION'"),
+        (
+            _cell("# BEGIN PREDICTION\nprint(3)\n# END PREDICTION", ["prediction"]),
+            "one `name = value` per line",
+        ),
+        (_cell("# BEGIN SOLUTION\nx = 42", ["solution"]), "without '# END SOLUTION'"),
+    ],
+)
+def test_a_marker_without_its_tag_or_a_tag_without_markers_stops_the_build(cell, message):
+    with pytest.raises(ValueError) as refused:
+        student.student_notebook(_notebook(cell), "07_lesson.ipynb")
+    text = str(refused.value)
+    assert text.startswith("07_lesson.ipynb, cell 1 (") and message in text, text
+
+
+def test_predictions_become_empty_guesses_and_nbval_markers_go():
+    guess = _cell(
+        "# Before you run the next cell:\n# BEGIN PREDICTION\npredicted_share = 0.3  # a third?\n"
+        "    predicted_shape = (2, 5)\n\n# END PREDICTION\nprint('saved')",
+        ["prediction"],
+    )
+    checked = _cell("# NBVAL_CHECK_OUTPUT\nprint(1)\n  #  NBVAL_IGNORE_OUTPUT \nprint(2)")
+    tagged = _cell("print(3)", ["nbval-ignore-output", "widget"])
+    nb = student.student_notebook(_notebook(guess, checked, tagged), "00_x.ipynb")
+    assert nb["cells"][1]["source"] == (
+        "# Before you run the next cell:\npredicted_share = ...  # your prediction\n"
+        "    predicted_shape = ...  # your prediction\nprint('saved')"
+    )
+    assert nb["cells"][2]["source"] == "print(1)\nprint(2)"
+    assert nb["cells"][3]["metadata"]["tags"] == ["widget"]
+
+
 def test_every_solution_cell_has_markers_and_is_followed_by_a_checker():
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         cells = json.loads(path.read_text())["cells"]

@@ -10,6 +10,7 @@ from course_lib.models import packaged_model_dir
 from course_lib.tokenizer import (
     WordPieceTokenizer,
     check_wordpiece,
+    compare_speed,
     load_vocab,
     truncate_longest_first,
     wordpiece_split,
@@ -234,3 +235,17 @@ def test_check_wordpiece_reports_correct_wrong_and_unsolved(capsys):
     assert "[not yet]" in out and "LONGEST" in out
     assert check_wordpiece(unsolved) is not unsolved
     assert "[skipped]" in capsys.readouterr().out
+
+
+def test_compare_speed_says_what_it_timed_and_counts_the_words_the_cache_holds(hf, corpus_texts):
+    texts = corpus_texts[:300] + ["a [MASK] b", "the the the"]
+    result = compare_speed(texts, hf)
+    assert result.ours_ids == result.reference_ids == hf(texts)["input_ids"]
+    fresh = WordPieceTokenizer.from_pretrained("minilm")
+    fresh(texts)
+    assert result.n_distinct_words == len(fresh._word_cache)  # each split once, then cached
+    expected_words = sum(len(fresh.basic_tokenize(t)) for t in texts) - 3  # "[", "mask", "]"
+    assert result.n_texts == len(texts) and result.n_words == expected_words
+    assert min(result.ours_cold_s, result.ours_warm_s, result.reference_s) > 0
+    report = result.report()
+    assert f"{len(texts):,} texts" in report and "TOKENIZERS_PARALLELISM=" in report

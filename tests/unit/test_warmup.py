@@ -35,6 +35,10 @@ def test_warmup_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, tr
     assert checker(one_wrong) is truth
     out = capsys.readouterr().out
     assert "[not yet]" in out and "returned (7, 7)" in out and "from the" in out
+    answer = repr(next(iter(truth().values())))
+    assert answer not in out  # the hint, not the shape
+    checker(one_wrong)
+    assert f"The answer here: {answer}." in capsys.readouterr().out  # the second wrong try
 
     def unsolved():
         raise NotImplementedError
