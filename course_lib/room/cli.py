@@ -36,6 +36,7 @@ from .config import MIN_CODE_LENGTH, RoomConfig, new_admin_password, new_worksho
 from .names import ADMIN_NAME, NAME_RULE
 
 PROXY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+MIN_NODE = 20  # configurable-http-proxy 5.3.0's package.json: "engines": {"node": ">= 20"}
 DEFAULT_DATA = BUILD_DIR / "room"
 # Handed from the room's environment to participants' servers when set (the test suite's
 # offline guard and profile; the thread count is the room's own --threads).
@@ -95,6 +96,20 @@ def shared_models(data: Path) -> list[Path]:
     return found
 
 
+def node_major() -> int | None:
+    """The major version of the ``node`` the proxy runs on (None: no node, or no answer)."""
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        answer = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30)
+        return int(answer.stdout.strip().lstrip("v").split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 def check_can_start(args) -> None:
     """Every reason the room cannot start, as a RoomError with the fix."""
     if not accounts.running_as_root():
@@ -110,6 +125,14 @@ def check_can_start(args) -> None:
             f"JupyterHub's proxy is not installed ({PROXY} is missing). Run `make setup` (or "
             f"`npm ci` in {REPO_ROOT}); it needs Node.js 20 or newer and npm "
             f"(Debian/Ubuntu: apt-get install nodejs npm)."
+        )
+    node = node_major()
+    if node is None or node < MIN_NODE:
+        found = "no `node` on PATH" if node is None else f"Node.js {node}"
+        raise RoomError(
+            f"JupyterHub's proxy (configurable-http-proxy 5.3.0) needs Node.js {MIN_NODE} or "
+            f"newer; this machine has {found}. Install a newer nodejs (Debian 13's package, or "
+            f"NodeSource's on Debian 12) and run `make setup` again."
         )
     if len(args.code) < MIN_CODE_LENGTH:
         raise RoomError(f"--code must be at least {MIN_CODE_LENGTH} characters long")

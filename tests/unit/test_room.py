@@ -54,6 +54,19 @@ def test_the_room_refuses_without_root_and_says_why(monkeypatch):
     assert cli.main(["--code", CODE]) == 2
 
 
+def test_the_room_refuses_a_node_older_than_the_proxy_needs(monkeypatch):
+    from course_lib.room import cli
+
+    if not accounts.running_as_root() or not os.access(PROXY, os.X_OK):
+        pytest.skip("the checks before it need root and the proxy")
+    assert cli.node_major() >= cli.MIN_NODE  # this machine's node runs the room's tests
+    monkeypatch.setattr(cli, "node_major", lambda: 18)
+    with pytest.raises(
+        cli.RoomError, match="needs Node.js 20 or newer; this machine has Node.js 18"
+    ):
+        cli.check_can_start(cli.parse(["--code", CODE]))
+
+
 def test_directories_other_accounts_cannot_pass_are_named(tmp_path):
     from course_lib.room.access import blocked_message, blocking_directories
 
