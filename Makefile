@@ -12,24 +12,40 @@ PYTEST_FLAGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 TEST_PATHS := tests/unit notebooks tests/browser
 
 .PHONY: setup lab lab-instructor test test-full lint unit notebooks-test browser-test doctor student agenda \
-	execute-notebooks bundle pack-model clean
+	execute-notebooks bundle pack-model room clean
 
-setup: $(STAMP)
+# WHEELHOUSE=build/wheelhouse: install from that folder only (no network; `make bundle` fills it,
+# `python -m course_lib setup --wheelhouse DIR` does the same without make). The course itself
+# is then built with setuptools from the wheelhouse (--no-build-isolation), so nothing is fetched.
+WHEELHOUSE ?=
+OFFLINE := $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE),)
+# The room's proxy (configurable-http-proxy, pinned in package.json): installed by `make setup`
+# where npm exists and no WHEELHOUSE is given; `make lab` never needs it.
+PROXY_STAMP := node_modules/.installed
+NPM := $(shell command -v npm 2>/dev/null)
+WITH_PROXY := $(if $(WHEELHOUSE),,$(NPM))
+
+setup: $(STAMP) $(if $(WITH_PROXY),$(PROXY_STAMP))
 
 # --no-compile: Python compiles a module when it is first imported, instead of pip compiling
 # every file of every package up front (most are never imported by the course).
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --no-compile --progress-bar off -r requirements.txt
-	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -m pip install --no-compile --progress-bar off $(OFFLINE) -r requirements.txt \
+		$(if $(WHEELHOUSE),"setuptools>=70.1")
+	$(BIN)/python -m pip install --no-deps $(if $(WHEELHOUSE),$(OFFLINE) --no-build-isolation,) -e .
 	touch $(STAMP)
 
+$(PROXY_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(PROXY_STAMP)
+
 # `course_lib lab` builds/refreshes learner/ (edits kept) and passes --allow-root when run as root.
-lab: setup
+lab: $(STAMP)
 	$(BIN)/python -m course_lib doctor || true
 	$(BIN)/python -m course_lib lab
 
-lab-instructor: setup
+lab-instructor: $(STAMP)
 	$(BIN)/python -m course_lib lab --instructor
 
 # Lint first (a style error fails in seconds), then unit tests, every notebook with nbval, and
@@ -78,6 +94,12 @@ bundle: setup
 
 pack-model: setup
 	$(BIN)/python -m course_lib pack-model
+
+# The workshop's JupyterHub (root: one account per participant). ROOM_FLAGS: e.g. --max-users 20
+# --host 0.0.0.0 --certfile cert.pem --keyfile key.pem (see `python -m course_lib room --help`).
+ROOM_FLAGS ?=
+room: $(STAMP) $(PROXY_STAMP)
+	$(BIN)/python -m course_lib room $(ROOM_FLAGS)
 
 clean:
 	rm -rf build .pytest_cache

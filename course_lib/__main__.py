@@ -11,6 +11,11 @@ import sys
 
 # verb: (module, function(argv) -> exit status, one line for --help)
 VERBS: dict[str, tuple[str, str, str]] = {
+    "setup": (
+        "course_lib.tooling.install",
+        "main",
+        "create .venv and install the course (make setup without make); --wheelhouse DIR: offline",
+    ),
     "doctor": (
         "course_lib.tooling.checkup",
         "main",
@@ -65,6 +70,11 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "course_lib.serving.cli",
         "main",
         "serve a fine-tuned model over HTTP (see serve --help)",
+    ),
+    "room": (
+        "course_lib.room.cli",
+        "main",
+        "start the workshop's JupyterHub (one account per participant; see room --help)",
     ),
     "score": (
         "course_lib.hackathon.cli",

@@ -12,7 +12,10 @@ VERSION = "0.1.0"  # the course's version (course_lib.__version__, the service's
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 DATA_DIR = REPO_ROOT / "data"
-BUILD_DIR = REPO_ROOT / "build"
+# Where generated files go (screenshots, lesson 10's hackathon files, bundles). COURSE_BUILD moves
+# it: the room gives each participant their own (they cannot write into the course's folder).
+BUILD_ENV = "COURSE_BUILD"
+BUILD_DIR = Path(os.environ.get(BUILD_ENV) or REPO_ROOT / "build")
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
 
 # Tokens per text for training, evaluation and serving. Tweets are short (the measured mean is

@@ -6,9 +6,12 @@
 
 Then, on each laptop (no network needed)::
 
-    python -m venv .venv
-    .venv/bin/python -m pip install --no-index --find-links build/wheelhouse -r requirements.txt
-    .venv/bin/python -m pip install --no-index --find-links build/wheelhouse --no-deps -e .
+    make setup WHEELHOUSE=build/wheelhouse
+    python -m course_lib setup --wheelhouse build/wheelhouse     # the same, without make
+
+Both check the bundle's manifest (``course-bundle.json``: the Python version, OS and CPU it
+serves, the hash of the requirements it was made from) first: ``python -m course_lib doctor
+--bundle build/wheelhouse`` says what does not match this laptop.
 
 A bundle serves one operating system, one CPU architecture and one Python version (wheels are
 built for exactly one of each). For this machine's platform the bundle uses ``pip wheel``, which
@@ -26,7 +29,10 @@ torch is already the CPU build, so no special index is used there.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import platform as platform_module
 import subprocess
 import sys
 import sysconfig
@@ -38,8 +44,11 @@ from pathlib import Path
 from ..settings import BUILD_DIR, REQUIREMENTS
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# What a bundle serves, written beside its wheels and checked by `doctor --bundle DIR` and
+# `setup --wheelhouse DIR` before anything is installed from it.
+MANIFEST = "course-bundle.json"
 # Building the course package itself (pip install -e .) needs its build backend offline too.
-BUILD_TOOLS = ["setuptools>=68", "wheel"]
+BUILD_TOOLS = ["setuptools>=70.1", "wheel"]
 
 
 def requirement_lines(path: Path) -> list[str]:
@@ -106,6 +115,100 @@ def _download_torch_cpu(
     return wheel
 
 
+def requirements_sha256(path: Path = REQUIREMENTS) -> str:
+    """SHA-256 of requirements.txt, line endings normalised (a Windows checkout hashes the same)."""
+    text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_OS_OF_TAG = (("win", "Windows"), ("macosx", "macOS"), ("linux", "Linux"))
+_CPU_OF_TAG = (
+    ("amd64", "x86_64"),
+    ("x86_64", "x86_64"),
+    ("aarch64", "arm64"),
+    ("arm64", "arm64"),
+    ("universal2", "arm64 and x86_64"),
+)
+
+
+def describe_tag(tag: str) -> tuple[str, str]:
+    """``(OS, CPU)`` of a pip platform tag: ``win_amd64`` -> ``("Windows", "x86_64")``."""
+    tag = tag.lower()
+    system = next((name for key, name in _OS_OF_TAG if key in tag), tag)
+    cpu = next((name for key, name in _CPU_OF_TAG if tag.endswith(key)), "?")
+    return system, cpu
+
+
+def this_machine() -> tuple[str, str, str]:
+    """``(Python "3.11", OS, CPU)`` of the running interpreter, named as ``describe_tag`` does."""
+    system = {"Darwin": "macOS"}.get(platform_module.system(), platform_module.system())
+    machine = platform_module.machine().lower()
+    cpu = {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
+    return f"{sys.version_info.major}.{sys.version_info.minor}", system, cpu
+
+
+def wheel_platform_tags(folder: Path) -> list[str]:
+    """The platform tags of the binary wheels in ``folder`` (pure-Python wheels have none)."""
+    tags = set()
+    for wheel in folder.glob("*.whl"):
+        for tag in wheel.stem.split("-")[-1].split("."):
+            if tag != "any":
+                tags.add(tag)
+    return sorted(tags)
+
+
+def write_manifest(
+    dest: Path, requirements: Path, python_version: str | None, platform: str | None
+) -> dict:
+    """``course-bundle.json``: the Python version and the OS/CPU the bundle serves (with the
+    wheels' platform tags) and the hash of the requirements it was made from."""
+    python = python_version or this_machine()[0]
+    tags = wheel_platform_tags(dest)
+    system, cpu = describe_tag(platform) if platform else this_machine()[1:]
+    manifest = {
+        "python": python,
+        "implementation": "CPython",
+        "os": system,
+        "cpu": cpu,
+        "platform_tags": tags,
+        "requirements_sha256": requirements_sha256(requirements),
+    }
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return manifest
+
+
+def bundle_problems(folder: Path, requirements: Path = REQUIREMENTS) -> list[str]:
+    """What stops this machine from installing from the bundle in ``folder``, in words (empty:
+    nothing). Checks the manifest: Python version, OS and CPU, and the requirements' hash."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return [
+            f"{folder} has no {MANIFEST}: it was not made by `python -m course_lib bundle` (or "
+            f"by an older version). Make the bundle again with `make bundle`."
+        ]
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        wanted = (manifest["python"], manifest["os"], manifest["cpu"])
+    except (ValueError, KeyError) as exc:
+        return [f"{path} is damaged ({exc}); make the bundle again with `make bundle`"]
+    here = this_machine()
+    problems = []
+    if wanted != here and not (wanted[:2] == here[:2] and wanted[2] == "arm64 and x86_64"):
+        problems.append(
+            f"this bundle is for CPython {wanted[0]} on {wanted[1]} {wanted[2]}; this machine is "
+            f"{platform_module.python_implementation()} {here[0]} on {here[1]} {here[2]}. Ask for "
+            f"the bundle made for this laptop, or install with internet (docs/setup.md)."
+        )
+    if requirements.is_file() and manifest.get("requirements_sha256") != requirements_sha256(
+        requirements
+    ):
+        problems.append(
+            f"this bundle was made for another requirements.txt than {requirements} (the course "
+            f"changed since): make the bundle again with `make bundle` from this version."
+        )
+    return problems
+
+
 def build_wheelhouse(
     requirements: Path = REQUIREMENTS,
     dest: Path = BUILD_DIR / "wheelhouse",
@@ -156,6 +259,7 @@ def build_wheelhouse(
     (dest / "requirements.txt").write_text(
         requirements.read_text(encoding="utf-8"), encoding="utf-8"
     )
+    write_manifest(dest, requirements, python_version, platform)
     return sorted(p for p in dest.iterdir() if p.is_file())
 
 

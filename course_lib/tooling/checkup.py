@@ -45,13 +45,43 @@ class Check:
     fix: str = ""
 
 
-def check_python() -> Check:
-    found = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info[:2] >= MIN_PYTHON:
+def check_python(version: tuple[int, ...] | None = None) -> Check:
+    """3.11 passes (what the course is tested on and a bundle serves); 3.12 warns (every pin has
+    a 3.12 wheel, measured with tools/platform_support.py, but the course is not tested there);
+    anything older fails."""
+    version = tuple(version or sys.version_info[:3])
+    found = ".".join(map(str, version))
+    if version[:2] == MIN_PYTHON:
         return Check("python", "pass", found)
+    if version[:2] > MIN_PYTHON:
+        measured = "every pin has a wheel for it, " if version[:2] == (3, 12) else ""
+        return Check(
+            "python",
+            "warn",
+            f"{found}: {measured}but the course is tested on Python 3.11 only",
+            "install Python 3.11 if anything fails (an offline bundle serves 3.11 only)",
+        )
     return Check(
-        "python", "fail", f"{found}, need >= 3.11", "install Python 3.11 and re-run `make setup`"
+        "python", "fail", f"{found}, need 3.11", "install Python 3.11 and re-run `make setup`"
     )
+
+
+def check_platform(system: str | None = None, machine: str | None = None) -> Check:
+    """The OS and CPU, against the wheels the pinned torch publishes (docs/setup.md's table)."""
+    system = system or platform.system()
+    machine = (machine or platform.machine()).lower()
+    found = f"{system} {machine}"
+    if system == "Darwin" and machine in ("x86_64", "amd64", "i386"):
+        return Check(
+            "platform",
+            "fail",
+            f"{found}: macOS on Intel; PyTorch publishes no wheels of the pinned "
+            f"{pinned('torch')} for it (its last Intel-Mac wheels were 2.2), so the course "
+            f"cannot be installed on this laptop",
+            "use the room: open the address the instructor gives you in a browser and log in "
+            "with the workshop code (nothing to install)",
+        )
+    return Check("platform", "pass", found)
 
 
 def check_packages(pins: dict[str, str]) -> list[Check]:
@@ -168,7 +198,7 @@ def check_machine() -> list[Check]:
 
 def run_checks(load_model: bool = True, maintainer: bool = False) -> list[Check]:
     """Every check, in table order; the developer tools' versions only with ``maintainer``."""
-    checks = [check_python()]
+    checks = [check_platform(), check_python()]
     if REQUIREMENTS.is_file():
         pins = read_pins()
         checks += check_packages(
@@ -211,10 +241,25 @@ def doctor(load_model: bool = True, print_report: bool = True, maintainer: bool 
     return not any(c.status == "fail" for c in checks)
 
 
+def check_bundle(folder) -> list[Check]:
+    """Can this machine install from the bundle in ``folder``? (Standard library only: it runs
+    before anything is installed.)"""
+    from .bundle import bundle_problems
+
+    checks = [check_platform(), check_python()]
+    problems = bundle_problems(folder)
+    if problems:
+        checks += [Check("bundle", "fail", p) for p in problems]
+    else:
+        checks.append(Check("bundle", "pass", f"{folder} serves this machine"))
+    return checks
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m course_lib doctor [--skip-model] [--maintainer]``: exit status 1 when a check
-    fails."""
+    """``python -m course_lib doctor [--skip-model] [--maintainer] [--bundle DIR]``: exit
+    status 1 when a check fails."""
     import argparse
+    from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m course_lib doctor", description=__doc__)
     parser.add_argument(
@@ -225,5 +270,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also check the tools that test and lint the course (pytest, ruff, nbval, ...)",
     )
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        help="only check that this offline bundle (make bundle) fits this machine, before "
+        "installing from it; works with a bare Python",
+    )
     args = parser.parse_args(argv)
+    if args.bundle is not None:
+        checks = check_bundle(args.bundle)
+        print(f"course_lib doctor --bundle {args.bundle}")
+        print(format_report(checks))
+        return 0 if not any(c.status == "fail" for c in checks) else 1
     return 0 if doctor(load_model=not args.skip_model, maintainer=args.maintainer) else 1

@@ -138,6 +138,7 @@ def test_bundle_downloads_then_installs_into_a_fresh_venv_with_no_network(tmp_pa
     assert names == [
         "alpha-1.0-py3-none-any.whl",
         "beta-2.1-py3-none-any.whl",
+        "course-bundle.json",
         "requirements.txt",
         "torch-2.0.0+cpu-py3-none-any.whl",
     ]
