@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--write-record",
         action="store_true",
-        help="maintainers: rebuild data/challenge.json from the corpus",
+        help="maintainers: rebuild data/challenge.json and data/dev.json from the corpus",
     )
     return p
 
@@ -90,14 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, rounds: int | None = None) -> int:
     """The command. ``rounds`` caps the ``--every`` loop (for tests); None = until Ctrl-C."""
     from .challenge import write_challenge_record
+    from .devset import write_dev_record
     from .leaderboard import format_table, write_leaderboard
     from .scoring import score_all
 
     args = build_parser().parse_args(argv)
     try:
         if args.write_record:
-            record = write_challenge_record()
-            print(f"data/challenge.json: {record['size']} tweets")
+            record, dev = write_challenge_record(), write_dev_record()
+            print(f"data/challenge.json: {record['size']} tweets; data/dev.json: {dev['size']}")
             return 0
         challenge = read_answers(args.answers) if args.answers else course_challenge()
         if args.write_challenge:
