@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .challenge import ChallengeError, course_challenge, read_answers
+from .challenge import CHALLENGE_FILE, ChallengeError, course_challenge, read_answers
 from .fairplay import DEFAULT_LIMIT_PER_HOUR, agreement, looks_up_labels, next_allowed
 from .ranking import (
     Candidate,
@@ -67,17 +68,26 @@ class Answers:
     source: str
 
 
+def recorded_challenge_ids() -> set[str]:
+    try:
+        return set(json.loads(CHALLENGE_FILE.read_text())["ids"])
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
 def load_answers(path: str | Path, share: float = PUBLIC_SHARE) -> Answers:
     """Read the answers file and split it; compare it with the course challenge's labels."""
     path = Path(path)
     answers = read_answers(path)
     public, private = public_private(answers.ids, answers.labels, share)
-    try:
-        course = course_challenge()
-        corpus = dict(zip(course.ids, course.labels))
-    except (ChallengeError, OSError, RuntimeError):  # no corpus here: no reference
-        corpus = {}
-    reference = {i: corpus[i] for i in answers.ids} if set(answers.ids) <= set(corpus) else {}
+    reference = {}
+    if set(answers.ids) <= recorded_challenge_ids():  # the course's tweets: compare with the corpus
+        try:
+            course = course_challenge()
+            corpus = dict(zip(course.ids, course.labels))
+            reference = {i: corpus[i] for i in answers.ids}
+        except (ChallengeError, OSError, RuntimeError):  # no corpus on this machine
+            pass
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return Answers(
         answers.ids, answers.labels, answers.texts, public, private, reference, digest, path.name
@@ -188,11 +198,15 @@ class Competition:
     def _rejected(self, team: str, kind: str, name: str, problems: list[str]) -> Record:
         return Record(0, team, self.clock(), kind, name, "", True, problems)
 
-    def _check_open(self, team: str) -> None:
+    def _check_open(self, team: str, scored: bool = True) -> None:
+        """Refuse when the final ranking is out, or (for a ``scored`` submission) when the team
+        is at its hourly limit."""
         if self.store.revealed:
             raise Refused(409, "closed", "the final ranking is out: submissions are closed")
-        scored = [r.time for r in self.store.of_team(team) if not r.rejected]
-        allowed = next_allowed(scored, self.clock(), self.limit)
+        if not scored:
+            return
+        times = [r.time for r in self.store.of_team(team) if not r.rejected]
+        allowed = next_allowed(times, self.clock(), self.limit)
         if allowed is not None:
             when = time.strftime("%H:%M:%S", time.localtime(allowed))
             raise Refused(
@@ -207,7 +221,7 @@ class Competition:
         """Check, score and keep one uploaded CSV (kept even when rejected)."""
         sub = check_submission(team, content, set(self.answers.ids))
         with self._rules:
-            self._check_open(team)
+            self._check_open(team, scored=not sub.rejected)  # a rejected file costs nothing
             if sub.rejected:
                 record = self._rejected(team, "file", "", sub.problems)
             else:
