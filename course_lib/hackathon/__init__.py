@@ -37,8 +37,9 @@ from .challenge import (
 from .cli import main
 from .client import (
     SubmissionServer,
+    fetch_board,
+    fetch_history,
     format_board,
-    leaderboard,
     register_service,
     submit_file,
 )
@@ -61,7 +62,8 @@ __all__ = [
     "html_leaderboard",
     "labels_responder",
     "latency_bonus",
-    "leaderboard",
+    "fetch_board",
+    "fetch_history",
     "macro_f1",
     "main",
     "model_submission",

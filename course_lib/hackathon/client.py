@@ -3,7 +3,7 @@ a child process (lesson 10's demonstration and the tests).
 
     with SubmissionServer(teams_file, answers_file, data_dir) as server:
         answer = submit_file(server.url, server.tokens["alpha"], "alpha.csv")
-        print(format_board(leaderboard(server.url)))
+        print(format_board(fetch_board(server.url)))
 """
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ def register_service(url: str, token: str, service_url: str, service_token: str 
     return {"status": response.status_code} | response.json()
 
 
-def history(url: str, token: str) -> dict:
+def fetch_history(url: str, token: str) -> dict:
     with _client() as client:
         response = client.get(f"{url}/api/submissions", headers=_auth(token))
     return {"status": response.status_code} | response.json()
 
 
-def leaderboard(url: str, token: str | None = None, final: bool = False) -> dict:
+def fetch_board(url: str, token: str | None = None, final: bool = False) -> dict:
     with _client() as client:
         response = client.get(
             f"{url}/api/leaderboard", headers=_auth(token), params={"final": final} if final else {}

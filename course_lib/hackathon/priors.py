@@ -105,3 +105,24 @@ def dev_report(
             "predicted_shares": label_shares(p.argmax(axis=1).tolist()),
         }
     return out
+
+
+def plot_shares(rows: dict[str, np.ndarray]):
+    """Grouped bars: the share of each label in each named row (e.g. training pool, dev set,
+    what a model predicts on the dev set)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    width = 0.8 / len(rows)
+    x = np.arange(len(LABELS))
+    for k, (name, shares) in enumerate(rows.items()):
+        bars = ax.bar(x + (k - (len(rows) - 1) / 2) * width, 100 * np.asarray(shares), width)
+        bars.set_label(name)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    ax.set_xticks(x, LABELS)
+    ax.set_ylabel("share of tweets (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Label shares: lesson 05's training pool against tweets like the challenge's")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -87,17 +87,18 @@ def model_submission(
     predictor = load_predictor(model_dir, backend)
     order = [predictor.labels.index(label) for label in LABELS]
 
-    def predict_proba(batch: list[str]) -> np.ndarray:
+    def predict_proba(batch: list[str], progress: bool = False) -> np.ndarray:
+        steps = range(0, len(batch), BATCH)
         parts = [
             np.asarray(predictor.predict_proba(batch[i : i + BATCH]))[:, order]
-            for i in tqdm(range(0, len(batch), BATCH), desc="labelling", leave=False)
+            for i in tqdm(steps, desc="labelling", leave=False, disable=not progress)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, len(LABELS)))
 
     def predict(batch: list[str]) -> list[str]:
         return _labels_of(predict_proba(batch))
 
-    path = write_submission(out, ids, predict(texts))
+    path = write_submission(out, ids, _labels_of(predict_proba(texts, progress=True)))
     return {
         "path": Path(path),
         "seconds": time.perf_counter() - t0,

@@ -386,3 +386,44 @@ def test_matching_weights_bring_the_predicted_shares_to_the_target():
     after = priors.label_shares(priors.relabel(probs, weights))
     assert weights[1] == 1.0 and np.abs(after - target).sum() < 0.03
     assert np.abs(before - target).sum() > 0.3
+
+
+# --------------------------------------------------------------------------------------------
+# The answers stay on the instructor's side
+# --------------------------------------------------------------------------------------------
+def test_lesson_10_never_loads_the_challenges_answers():
+    from course_lib.settings import NOTEBOOKS_DIR
+
+    nb = json.loads((NOTEBOOKS_DIR / "10_hackathon.ipynb").read_text(encoding="utf-8"))
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    for needle in ("course_challenge", "read_answers", "CHALLENGE_FILE", "load_record"):
+        assert needle not in code, f"lesson 10 calls {needle}: that reads the challenge's answers"
+    assert "challenge_texts()" in code and "dev_set()" in code
+
+
+def test_the_answers_command_writes_the_challenges_answers_for_the_instructor(tmp_path, capsys):
+    from course_lib.__main__ import main
+
+    out = tmp_path / "private" / "answers.csv"
+    assert main(["hackathon", "answers", str(out)]) == 0
+    assert "teams never get it" in capsys.readouterr().out
+    written = C.read_answers(out)
+    course = C.course_challenge()
+    assert (written.ids, written.labels, written.texts) == (course.ids, course.labels, course.texts)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+
+
+def test_a_data_folder_is_scored_against_one_answers_file_only(tmp_path):
+    from course_lib.hackathon.server_cli import check_same_answers
+
+    check_same_answers(tmp_path, "a" * 64)
+    check_same_answers(tmp_path, "a" * 64)  # the same answers: a restart
+    with pytest.raises(store.StoreError, match="another answers file"):
+        check_same_answers(tmp_path, "b" * 64)
+
+
+def test_score_needs_the_answers_file(tmp_path, capsys):
+    from course_lib.hackathon.cli import main
+
+    assert main([str(tmp_path)]) == 2
+    assert "hackathon answers FILE" in capsys.readouterr().err

@@ -85,9 +85,9 @@ def test_upload_gets_its_messages_and_public_score_at_once(server, tmp_path):
     assert answer["status"] == 200 and answer["team"] == "solo" and answer["counted"]
     assert 0.9 < answer["public"] < 1.0
     assert any("have no line (counted as wrong)" in p for p in answer["problems"])
-    history = H.history(server.url, server.tokens["solo"])
+    history = H.fetch_history(server.url, server.tokens["solo"])
     assert [s["id"] for s in history["submissions"]] == [answer["id"]]
-    board = H.leaderboard(server.url)
+    board = H.fetch_board(server.url)
     assert board["rows"][0]["team"] == "solo" and board["rows"][0]["private"] is None
     assert "solo" in H.format_board(board)
 
@@ -96,7 +96,7 @@ def test_a_rejected_file_gets_the_checkers_message_and_is_kept(server):
     response = post(server, server.tokens["solo"], b"id;label\nt000;neutral\n")
     assert response.status_code == 422 and response.json()["rejected"]
     assert "separated by ';'" in response.json()["problems"][0]
-    kept = H.history(server.url, server.tokens["solo"])["submissions"]
+    kept = H.fetch_history(server.url, server.tokens["solo"])["submissions"]
     assert kept[-1]["rejected"] and kept[-1]["id"] == response.json()["id"]
 
 
@@ -160,7 +160,7 @@ def test_ten_teams_uploading_five_files_each_at_once_are_all_kept_intact(server)
     records = [json.loads(line)["record"] for line in log if '"submission"' in line]
     assert {r["id"] for r in records} >= set(numbers)
     for team in CROWD:
-        history = H.history(server.url, server.tokens[team])
+        history = H.fetch_history(server.url, server.tokens[team])
         assert len(history["submissions"]) == 5 and history["scored_last_hour"] == 5
         assert (
             history["counted"]
@@ -172,7 +172,7 @@ def test_ten_teams_uploading_five_files_each_at_once_are_all_kept_intact(server)
 
 def test_a_team_chooses_the_submission_that_counts(server):
     token = server.tokens["team00"]
-    ids = [s["id"] for s in H.history(server.url, token)["submissions"]]
+    ids = [s["id"] for s in H.fetch_history(server.url, token)["submissions"]]
     response = httpx.post(
         f"{server.url}/api/choice",
         headers={"Authorization": f"Bearer {token}"},
@@ -207,16 +207,16 @@ def test_a_service_is_scored_at_its_registered_address_only(server):
 
 
 def test_the_final_reveal_ranks_on_the_private_split_with_both_scores(server):
-    assert H.leaderboard(server.url, final=True)["status"] == 401
-    preview = H.leaderboard(server.url, server.admin_token, final=True)
+    assert H.fetch_board(server.url, final=True)["status"] == 401
+    preview = H.fetch_board(server.url, server.admin_token, final=True)
     assert preview["final"] and preview["split"] == "private"
-    assert not H.leaderboard(server.url)["final"]  # a preview reveals nothing
+    assert not H.fetch_board(server.url)["final"]  # a preview reveals nothing
     assert H.reveal(server.url, server.tokens["solo"])["status"] == 401
     board = H.reveal(server.url, server.admin_token)
     assert board["final"] and board["size"] == N - round(0.4 * N)
     first = board["rows"][0]
     assert first["team"] == "solo" and first["private"] is not None and first["public"] is not None
-    assert H.leaderboard(server.url)["final"]  # everyone sees it now
+    assert H.fetch_board(server.url)["final"]  # everyone sees it now
     assert post(server, server.tokens["team05"], csv_bytes(TRUTH)).status_code == 409
 
 
@@ -269,12 +269,12 @@ def test_sigkill_during_uploads_then_restart_keeps_every_acknowledged_submission
     assert len(acknowledged) >= 2
     again = H.SubmissionServer(teams, answers, data_dir, limit_per_hour=100)
     with again:
-        history = H.history(again.url, again.tokens["red"])["submissions"]
+        history = H.fetch_history(again.url, again.tokens["red"])["submissions"]
         assert set(acknowledged) <= {s["id"] for s in history}  # nothing acknowledged is lost
         for s in history:  # and what is there is whole: exactly the bytes of an upload
             content = (data_dir / store.FILES_DIR / f"{s['id']:06d}.csv").read_bytes()
             assert hashlib.sha256(content).hexdigest() in sent
-        assert H.history(again.url, again.tokens["blue"])["submissions"] == []
+        assert H.fetch_history(again.url, again.tokens["blue"])["submissions"] == []
         after = post(again, again.tokens["blue"], csv_bytes(TRUTH))
         assert after.status_code == 200 and after.json()["id"] == max(s["id"] for s in history) + 1
     assert not list((data_dir / store.FILES_DIR).glob("*" + store.TMP_SUFFIX))
