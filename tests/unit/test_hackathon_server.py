@@ -204,6 +204,8 @@ def test_a_service_is_scored_at_its_registered_address_only(server):
     assert refused["status"] == 403 and "no service address is registered" in refused["message"]
     moved = H.register_service(server.url, server.tokens["solo"], "http://192.0.2.7:8000", None)
     assert moved["status"] == 403 and "not the address registered" in moved["message"]
+    down = H.register_service(server.url, server.tokens["solo"], V.unused_local_url(), None)
+    assert down["status"] == 422 and down["rejected"] and "down" in down["problems"][0]
 
 
 def test_the_final_reveal_ranks_on_the_private_split_with_both_scores(server):
