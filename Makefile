@@ -6,11 +6,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Two pytest-xdist workers: conftest.py keeps a notebook's cells, a test module and each chain of
-# tests that reuse a trained model together, in order. `make test PYTEST_FLAGS=` runs in one process.
-PYTEST_FLAGS ?= -n 2 --dist loadscope
+# Two pytest-xdist workers, one file (a notebook, a test module) at a time on each, in the order
+# conftest.py sets (the long notebooks first). `make test PYTEST_FLAGS=` runs in one process.
+PYTEST_FLAGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+TEST_PATHS := tests/unit notebooks tests/browser
 
-.PHONY: setup lab lab-instructor test lint unit notebooks-test browser-test doctor student agenda \
+.PHONY: setup lab lab-instructor test test-full lint unit notebooks-test browser-test doctor student agenda \
 	execute-notebooks bundle pack-model clean
 
 setup: $(STAMP)
@@ -32,13 +33,19 @@ lab-instructor: setup
 	$(BIN)/python -m course_lib lab --instructor
 
 # Lint first (a style error fails in seconds), then unit tests, every notebook with nbval, and
-# the real-browser tests, in one pytest run (its last lines list the slowest tests).
+# the real-browser tests, in one pytest run under the quick profile (its last lines list the
+# slowest tests). test-full: the same suite under the full profile, what learners run.
 test: setup lint
-	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/unit notebooks tests/browser
+	COURSE_PROFILE=quick $(BIN)/python -m pytest $(PYTEST_FLAGS) $(TEST_PATHS)
 
+test-full: setup lint
+	COURSE_PROFILE=full $(BIN)/python -m pytest $(PYTEST_FLAGS) $(TEST_PATHS)
+
+# ruff, then the import layers (import-linter contracts in pyproject.toml)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 unit: setup
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/unit
@@ -61,7 +68,7 @@ agenda: setup
 # Maintainers: re-execute every notebook top to bottom in a fresh kernel and store the outputs
 # (records notebooks/timings.json). Instructors checking a laptop: python -m course_lib run --no-write
 execute-notebooks: setup
-	$(BIN)/python tools/execute_notebooks.py notebooks/[0-9][0-9]_*.ipynb
+	COURSE_PROFILE=full $(BIN)/python -m course_lib run
 
 # Every pinned requirement as wheels in build/wheelhouse/ (this OS and the venv's Python; on Linux
 # the CPU torch). BUNDLE_FLAGS: e.g. --platform win_amd64 --python-version 3.11, --torch-index URL.

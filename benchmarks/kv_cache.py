@@ -23,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from course_lib import gpt
+    from course_lib import gpt, gpt_hf, gpt_train
     from course_lib.generation import generate, kv_cache_speedups
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    folder = args.model or gpt.default_folder()
+    folder = args.model or gpt_train.default_folder()
     if (folder / "config.json").is_file():
-        model, _ = gpt.load_pretrained(folder)
+        model, _ = gpt_hf.load_pretrained(folder)
         what = f"trained model {folder.name}"
     else:
-        model = gpt.GPT(gpt.TrainConfig().model_config()).eval()
+        model = gpt.GPT(gpt_train.default_gpt_config().model_config()).eval()
         what = "untrained model of the default size"
     prompt = torch.full((1, 4), model.config.bos_token_id, dtype=torch.long)
     n = max(args.lengths)

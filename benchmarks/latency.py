@@ -25,7 +25,7 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--model", help="fine-tuned model folder (default: course_lib.train.finetuned_model())"
+        "--model", help="fine-tuned model folder (default: course_lib.finetuned.finetuned_model())"
     )
     p.add_argument(
         "--threads",
@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import course_lib
+    from course_lib import inference as I
     from course_lib import measuring
     from course_lib import optimize as O
     from course_lib.data import load_split
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     if args.model:
         model_dir = Path(args.model)
     else:
-        from course_lib.train import finetuned_model
+        from course_lib.finetuned import finetuned_model
 
         model_dir = finetuned_model()
     texts, labels = load_split("test")
@@ -62,10 +63,10 @@ def main(argv=None) -> int:
         texts, labels = texts[::step][: args.limit], labels[::step][: args.limit]
     start = time.perf_counter()
     variants = [
-        O.eager_fp32(model_dir),
+        I.eager_fp32(model_dir),
         O.torch_dynamic_int8(model_dir),
-        O.onnx_fp32(model_dir),
-        O.onnx_int8(model_dir),
+        I.onnx_fp32(model_dir),
+        I.onnx_int8(model_dir),
     ] + [O.pruned(model_dir, s) for s in args.sparsities]
     print(f"built {len(variants)} variants in {time.perf_counter() - start:.1f} s")
     rows = measuring.measure(variants, texts, labels, latency_rounds=args.rounds)

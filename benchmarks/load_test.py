@@ -21,7 +21,7 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--model", help="fine-tuned model folder (default: course_lib.train.finetuned_model())"
+        "--model", help="fine-tuned model folder (default: course_lib.finetuned.finetuned_model())"
     )
     p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     p.add_argument("--requests", type=int, default=2000)
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     if args.model:
         model_dir = Path(args.model)
     else:
-        from course_lib.train import finetuned_model
+        from course_lib.finetuned import finetuned_model
 
         model_dir = finetuned_model()
     texts, _ = load_split("test")

@@ -12,4 +12,4 @@ from .runtime.environment import setup  # noqa: E402
 from .tooling.checkup import doctor  # noqa: E402
 
 __all__ = ["setup", "doctor"]
-__version__ = "0.1.0"
+from .settings import VERSION as __version__  # noqa: E402, F401

@@ -41,6 +41,11 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "main",
         "print the day's clock agenda (Markdown); --start 08:30 --track core|full",
     ),
+    "train": (
+        "course_lib.finetuned",
+        "main",
+        "train lesson 05's model and save it in artifacts/ (--full, --set FIELD=VALUE, --out DIR)",
+    ),
     "pack-model": (
         "course_lib.tooling.packing",
         "pack_main",

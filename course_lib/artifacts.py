@@ -7,6 +7,7 @@ lesson 05's run recorded about itself. Lessons 06, 07 and 10 read such folders.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,33 +46,106 @@ def checked_model_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def save_classifier(model, tokenizer, folder: str | os.PathLike, summary: dict | None = None):
-    """Write ``model`` + ``tokenizer`` with ``save_pretrained`` (safetensors) to ``folder``,
-    atomically.
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike, replace: bool = True):
+    """Write a folder in one piece: yields a new temporary folder beside ``folder``; when the
+    block ends without error it becomes ``folder``, so a reader never sees half of it; on error
+    it is removed and ``folder`` is left as it was.
 
-    The label names travel in ``config.json`` (``id2label`` / ``label2id``), so
-    ``transformers.pipeline("text-classification", model=folder)`` prints "positive", not
-    "LABEL_2". Everything is written to a temporary sibling folder first and renamed at the end,
-    so a crash never leaves a half-written model behind.
+    ``replace=False``: when ``folder`` exists by then (another process finished first), keep
+    that one and drop ours.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    model.config.id2label = dict(ID2LABEL)
-    model.config.label2id = dict(LABEL2ID)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a saved model is readable like any folder
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if summary is not None:
-            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+        yield tmp
+        if folder.exists() and not replace:
+            shutil.rmtree(tmp)
+            return
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return folder
+
+
+def folder_lock(folder: str | os.PathLike):
+    """A lock file beside ``folder`` (``with folder_lock(folder): ...``): of the processes that
+    would write the same model at once, one trains and saves while the others wait, then find
+    it and reuse it."""
+    from filelock import FileLock
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder.parent / f".{folder.name}.lock"))
+
+
+def save_classifier(model, tokenizer, folder: str | os.PathLike, summary: dict | None = None):
+    """Write ``model`` + ``tokenizer`` with ``save_pretrained`` (safetensors) to ``folder``,
+    atomically (``atomic_folder``).
+
+    The label names travel in ``config.json`` (``id2label`` / ``label2id``), so
+    ``transformers.pipeline("text-classification", model=folder)`` prints "positive", not
+    "LABEL_2".
+    """
+    model.config.id2label = dict(ID2LABEL)
+    model.config.label2id = dict(LABEL2ID)
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if summary is not None:
+            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    return Path(folder)
+
+
+def tiny_bert_settings(**overrides) -> dict:
+    """The settings of a tiny BERT (1 layer, hidden size 16, 2 heads, vocabulary 64, dropout
+    off), with any of them overridden: a model built in milliseconds, for exact and fast checks.
+    The keys are those of ``config.json`` (Hugging Face's ``BertConfig`` and
+    ``course_lib.bert.BertConfig`` both take them)."""
+    return {
+        "vocab_size": 64,
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "max_position_embeddings": 32,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        **overrides,
+    }
+
+
+def tiny_bert_classifier(seed: int = 0, **overrides):
+    """A randomly initialised ``BertForSequenceClassification`` with ``tiny_bert_settings`` (the
+    course's three labels; ``overrides`` change any setting), the same for the same ``seed``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    settings = tiny_bert_settings(
+        classifier_dropout=0.0, id2label=dict(ID2LABEL), label2id=dict(LABEL2ID)
+    )
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(BertConfig(**{**settings, **overrides}))
+
+
+def save_tiny_bert(folder: str | os.PathLike, seed: int = 0, replace: bool = True, **overrides):
+    """``tiny_bert_classifier`` with MiniLM's tokenizer (and its vocabulary size), saved to
+    ``folder`` like a pretrained model, atomically: a stand-in for the real model wherever
+    accuracy does not matter (tests, lesson 08's exact comparisons)."""
+    from transformers import AutoTokenizer
+
+    from .models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm"))
+    model = tiny_bert_classifier(seed, vocab_size=len(tokenizer), **overrides)
+    with atomic_folder(folder, replace=replace) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return Path(folder)
 
 
 def load_classifier(folder: str | os.PathLike, device=None, attn_implementation: str | None = None):
@@ -111,7 +185,7 @@ def trained_max_tokens(folder: str | os.PathLike) -> int:
     """The token limit a model was trained with, so that serving cuts texts where training did.
 
     Read from ``training_summary.json`` (``config.max_length``, written by
-    ``course_lib.train.train_and_save``); ``course_lib.settings.MAX_TOKENS`` when the folder has
+    ``course_lib.finetuned.train_and_save``); ``course_lib.settings.MAX_TOKENS`` when the folder has
     no such record (a model trained elsewhere).
     """
     summary = Path(folder) / SUMMARY_FILE

@@ -27,7 +27,7 @@ import torch
 from .batching import encode, length_bucketed_batches, pad_batch
 from .bert import mean_pooling
 from .metrics import classification_metrics
-from .settings import MAX_TOKENS
+from .settings import MAX_TOKENS, by_profile
 
 TFIDF_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 TFIDF_CLASS_WEIGHTS = (None, "balanced")
@@ -178,12 +178,15 @@ def embedding_baseline(
     train_labels: list[int],
     test_texts: list[str],
     test_labels: list[int],
-    n_train: int | None = 2000,
+    n_train: int | None = None,
     model: str = "minilm",
     seed: int = 0,
     progress: bool = False,
+    n_test: int | None = None,
 ) -> dict:
-    """Frozen MiniLM vectors + logistic regression (``C=10``), trained on ``n_train`` pool tweets.
+    """Frozen MiniLM vectors + logistic regression (``C=10``), trained on ``n_train`` pool tweets
+    and tested on ``n_test`` test tweets (stratified subsamples). ``None`` means the run
+    profile's sizes: 2,000 and the whole test set under ``full``, 500 and 500 under ``quick``.
 
     The top-level metrics are those of the mean-pooled vectors; ``by_pooling`` holds the metrics
     of each kind of ``frozen_features`` (``"mean"``, ``"cls"``, ``"pooler"``), all from the same
@@ -194,8 +197,10 @@ def embedding_baseline(
     from .data import subsample
 
     t0 = time.perf_counter()
-    if n_train is not None:
-        train_texts, train_labels = subsample(train_texts, train_labels, n_train, seed=seed)
+    n_train = n_train or by_profile(full=2000, quick=500)
+    n_test = n_test or by_profile(full=len(test_texts), quick=500)
+    train_texts, train_labels = subsample(train_texts, train_labels, n_train, seed=seed)
+    test_texts, test_labels = subsample(test_texts, test_labels, n_test, seed=seed)
     x_train = frozen_features(train_texts, model, progress=progress)
     x_test = frozen_features(test_texts, model, progress=progress)
     by_pooling = {}

@@ -82,6 +82,27 @@ def length_bucketed_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def strided_parts(batch: list[int], n_parts: int) -> list[tuple[list[int], float]]:
+    """``batch`` cut into ``n_parts`` strided parts, each with its share of the batch.
+
+    Part ``k`` is ``batch[k::n_parts]`` and its share is ``n_k / n``: weighting each part's mean
+    loss by its share and adding them up gives the mean loss over the whole batch (gradient
+    accumulation: one ``backward()`` per part, then one optimizer step). The batch is sorted by
+    length, so every part gets short and long examples. A part left empty (a batch smaller than
+    ``n_parts``) gets the batch's first example with share 0: it still runs forward and backward
+    (under DDP, lesson 08, every rank must join the all-reduce) and counts for nothing.
+    """
+    if n_parts < 1:
+        raise ValueError(f"n_parts must be >= 1, got {n_parts}")
+    if len(batch) == 0:
+        raise ValueError("strided_parts() got an empty batch; expected at least one index")
+    parts = []
+    for k in range(n_parts):
+        share = list(batch[k::n_parts])
+        parts.append((share, len(share) / len(batch)) if share else ([batch[0]], 0.0))
+    return parts
+
+
 def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
     """Share of the padded batch tensors that is ``[PAD]`` (what bucketing saves)."""
     lengths = np.asarray(lengths)

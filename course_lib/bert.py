@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .artifacts import tiny_bert_settings
 from .multihead import MultiHeadAttention
 from .positional import cosine_similarity_matrix
 from .runtime.exercises import Case, check_exercise
@@ -511,14 +512,8 @@ def check_parameter_count(fn, verbose: bool = True):
     parameters of ``BertModel(config)``. Compared with ``parameter_count`` on small configs that
     change one size at a time, then on MiniLM's and bert-base's sizes."""
 
-    tiny = dict(
-        vocab_size=100,
-        hidden_size=8,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        max_position_embeddings=10,
-        type_vocab_size=2,
+    tiny = tiny_bert_settings(
+        vocab_size=100, hidden_size=8, intermediate_size=16, max_position_embeddings=10
     )
     minilm = dict(
         vocab_size=30522,

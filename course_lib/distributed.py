@@ -1,16 +1,16 @@
-"""Scaling out: the lesson-05 training loop on one process or many (DDP under ``torchrun``).
+"""Scaling out: lesson 05's training loop on one process or many (DDP under ``torchrun``).
 
 ``torchrun --nproc-per-node=N`` starts N copies (*ranks*) of one program. Each holds the whole
 model and takes its share of every global batch; ``DistributedDataParallel`` averages the
 gradients over the ranks (all-reduce) before the optimizer step, so all copies take the step one
 process would take on the whole batch. Here: ``process_group()`` (gloo on CPU, nccl on GPU,
-timeouts, left also on error, errors recorded per rank); rank-0 helpers and collectives;
-``launch()`` (torchrun from Python, no shell, live output, a ``RankFailedError`` naming the
-failing rank); ``tiny_bert_folder()`` for exact checks. Who trains on which examples
-(``batch_parts``, ``rank_batches``), the scaling rule and the lesson's exercise checkers live in
-``course_lib.sharding`` and are offered here under the same names.
-``python -m course_lib.distributed throughput`` times a few real training steps;
-``python -m course_lib.distributed fail --rank 1 [--hang]`` shows a failing rank.
+timeouts, left also on error); ``DDPRanks``, which runs ``course_lib.train.fine_tune`` on many
+processes; ``launch()`` (torchrun from Python, no shell, live output, a ``RankFailedError`` naming
+the failing rank); a tiny BERT for exact checks. Who trains on which examples and the scaling
+rule are in ``course_lib.sharding``.
+
+    torchrun --standalone --nproc-per-node=2 -m course_lib.distributed train [--set FIELD=VALUE]
+    python -m course_lib.distributed fail --rank 1 [--hang]     # what a failing rank looks like
 """
 
 from __future__ import annotations
@@ -19,27 +19,23 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
-from .settings import artifacts_dir
-from .sharding import batch_parts as batch_parts  # re-exported: train.py and lesson 08 use them
-from .sharding import check_rank_share as check_rank_share
-from .sharding import check_scaled_hyperparameters as check_scaled_hyperparameters
-from .sharding import rank_batches as rank_batches
-from .sharding import scaled_hyperparameters as scaled_hyperparameters
+from .artifacts import save_tiny_bert
+from .settings import artifacts_dir, by_profile
+from .sharding import rank_batches
+from .train import FineTuneConfig, SingleProcess
 
-ERROR_DIR_ENV = "COURSE_DIST_ERROR_DIR"  # where each rank writes its error, for the launcher
 TIMEOUT_ENV = "COURSE_DIST_TIMEOUT"  # seconds for set-up and each collective call
 DEFAULT_TIMEOUT_S = 600.0  # long enough for rank 0's validation pass while the others wait
 
@@ -111,23 +107,7 @@ def threads_per_rank() -> int | None:
     return max(1, (os.cpu_count() or 1) // local_world)
 
 
-# ---- Process group: join, leave (also on error), report a failure ------------------------------
-def _record_error(exc: BaseException) -> None:
-    """Write this rank's error where ``launch()`` looks for it (when launched by it)."""
-    folder = os.environ.get(ERROR_DIR_ENV)
-    if not folder:
-        return
-    info = rank_info()
-    record = {
-        "rank": info.rank,
-        "local_rank": info.local_rank,
-        "error": f"{type(exc).__name__}: {exc}",
-        "traceback": "".join(traceback.format_exception(exc)),
-        "time": time.time(),
-    }
-    Path(folder, f"rank{info.rank}.json").write_text(json.dumps(record))
-
-
+# ---- Process group: join, leave (also on error) ------------------------------------------------
 @contextlib.contextmanager
 def process_group(timeout_s: float | None = None):
     """Join the process group for the block, leave it afterwards; yields ``RankInfo``.
@@ -150,57 +130,78 @@ def process_group(timeout_s: float | None = None):
             torch.distributed.init_process_group(backend_for(), timeout=timeout)
             started = True
         yield rank_info()
-    except BaseException as exc:
-        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            _record_error(exc)
+    except BaseException:
+        started = False  # see the docstring: the failing rank reports before its peers notice
         raise
     finally:
         if started and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-# ---- Collectives the training loop needs -------------------------------------------------------
-def wrap_model(model):
-    """``DistributedDataParallel(model)`` inside a group of several processes, else ``model``.
+# ---- The training loop on many processes -----------------------------------------------------
+class DDPRanks(SingleProcess):
+    """What ``course_lib.train.fine_tune`` does differently under ``torchrun``: every method of
+    ``SingleProcess`` (lesson 05), for this rank of the process group."""
 
-    DDP copies rank 0's weights to every rank at the start and, during ``backward()``, averages
-    each gradient over the ranks (in buckets, overlapping with the rest of the backward pass).
-    """
-    if not is_distributed():
-        return model
-    from torch.nn.parallel import DistributedDataParallel
+    def __init__(self):
+        info = rank_info()
+        self.rank, self.world_size = info.rank, info.world_size
 
-    device = next(model.parameters()).device
-    ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    def device(self) -> torch.device:
+        return rank_device()
 
+    def epoch_batches(self, lengths: list[int], config: FineTuneConfig, epoch: int) -> list:
+        """The same length-bucketed global batches on every rank (same seed), and this rank's
+        parts of each, with their loss weights (``sharding.rank_batches``)."""
+        return rank_batches(
+            lengths,
+            config.batch_size,
+            self.rank,
+            self.world_size,
+            config.grad_accumulation,
+            seed=config.seed + epoch,
+            bucket_batches=config.bucket_batches,
+        )
 
-def average(value: torch.Tensor) -> torch.Tensor:
-    """Mean of a tensor over the ranks (all-reduce sum / world size); itself in one process."""
-    if not is_distributed():
-        return value
-    value = value.detach().clone()
-    torch.distributed.all_reduce(value)
-    return value / torch.distributed.get_world_size()
+    def wrap(self, model):
+        """``DistributedDataParallel(model)`` inside a group of several processes.
 
+        DDP copies rank 0's weights (and buffers) to every rank at the start and, during
+        ``backward()``, averages each gradient over the ranks (in buckets, overlapping with the
+        rest of the backward pass).
+        """
+        if not is_distributed():
+            return model
+        from torch.nn.parallel import DistributedDataParallel
 
-def from_main(flag: bool) -> bool:
-    """Rank 0's value of ``flag`` on every rank (a broadcast): decisions such as "stop early",
-    which only rank 0 can take because only it evaluates, must be the same everywhere, or the
-    ranks would wait for each other forever."""
-    if not is_distributed():
-        return flag
-    box = [flag]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return bool(box[0])
+        device = next(model.parameters()).device
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
 
+    def sync(self, model, last_part: bool):
+        """DDP averages gradients only on the last part of a batch; the parts before it just add
+        into ``.grad`` locally (``no_sync``), saving traffic."""
+        if last_part or not hasattr(model, "no_sync"):
+            return contextlib.nullcontext()
+        return model.no_sync()
 
-def gradient_sync(model, sync: bool):
-    """Context for one backward pass: DDP averages gradients only when ``sync`` (the last part of a
-    batch); the parts before it just add into ``.grad`` locally (``no_sync``), saving traffic."""
-    if sync or not hasattr(model, "no_sync"):
-        return contextlib.nullcontext()
-    return model.no_sync()
+    def average(self, value: torch.Tensor) -> torch.Tensor:
+        """Mean of a tensor over the ranks (all-reduce sum / world size)."""
+        if not is_distributed():
+            return value
+        value = value.detach().clone()
+        torch.distributed.all_reduce(value)
+        return value / torch.distributed.get_world_size()
+
+    def from_main(self, flag: bool) -> bool:
+        """Rank 0's value of ``flag`` on every rank (a broadcast): decisions such as "stop
+        early", which only rank 0 can take because only it evaluates, must be the same
+        everywhere, or the ranks would wait for each other forever."""
+        if not is_distributed():
+            return flag
+        box = [flag]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return bool(box[0])
 
 
 # ---- Launching torchrun from Python ------------------------------------------------------------
@@ -212,12 +213,19 @@ class RankFailedError(RuntimeError):
         self.rank, self.error, self.output = rank, error, output
 
 
-def torchrun_command(target: list[str], nproc: int = 2, monitor_interval: float = 0.2) -> list[str]:
+def torchrun_command(
+    target: list[str],
+    nproc: int = 2,
+    monitor_interval: float = 0.2,
+    log_dir: str | Path | None = None,
+) -> list[str]:
     """The argument list of ``python -m torch.distributed.run`` on one machine.
 
-    ``target`` is what follows: ``["-m", "course_lib.train", ...]`` or ``["script.py", ...]``.
-    ``--standalone`` starts a private rendezvous on a free local port (several launches at once do
-    not collide); ``--max-restarts 0`` fails at once instead of restarting the group.
+    ``target`` is what follows: ``["-m", "course_lib.distributed", "train", ...]`` or
+    ``["script.py", ...]``. ``--standalone`` starts a private rendezvous on a free local port
+    (several launches at once do not collide); ``--max-restarts 0`` fails at once instead of
+    restarting the group; torchrun checks its ranks every ``monitor_interval`` seconds, which is
+    how soon a dead rank is noticed. ``log_dir`` keeps the ranks' error files for ``launch()``.
     """
     return [
         sys.executable,
@@ -227,6 +235,7 @@ def torchrun_command(target: list[str], nproc: int = 2, monitor_interval: float 
         f"--nproc-per-node={nproc}",
         "--max-restarts=0",
         f"--monitor-interval={monitor_interval}",
+        *([f"--log-dir={log_dir}"] if log_dir else []),
         *target,
     ]
 
@@ -261,18 +270,17 @@ def launch(
     naming the rank and its error; past ``timeout_s`` the whole launch is killed.
     """
     threads = threads or max(1, (os.cpu_count() or 1) // nproc)
-    with tempfile.TemporaryDirectory(prefix="ranks-") as errors:
-        full_env = {
-            **os.environ,
-            **(env or {}),
-            ERROR_DIR_ENV: errors,
-            "OMP_NUM_THREADS": str(threads),
-            "PYTHONUNBUFFERED": "1",
-        }
-        if sys.platform == "win32":
-            full_env.setdefault("USE_LIBUV", "0")  # Windows builds of torch lack libuv
+    full_env = {
+        **os.environ,
+        **(env or {}),
+        "OMP_NUM_THREADS": str(threads),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if sys.platform == "win32":
+        full_env.setdefault("USE_LIBUV", "0")  # Windows builds of torch lack libuv
+    with tempfile.TemporaryDirectory(prefix="torchrun-") as log_dir:
         proc = subprocess.Popen(
-            torchrun_command(target, nproc),
+            torchrun_command(target, nproc, log_dir=log_dir),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=full_env,
@@ -296,15 +304,31 @@ def launch(
         reader.join(5)
         output = "".join(lines)
         if code != 0:
-            raise failure_from(errors, code, output)
-        return output
+            raise failure_from(code, output, log_dir)
+    return output
 
 
-def failure_from(error_dir: str | Path, exit_code: int, output: str = "") -> RankFailedError:
-    """The ``RankFailedError`` for a failed launch: the earliest error a rank wrote down."""
-    records = [json.loads(p.read_text()) for p in Path(error_dir).glob("rank*.json")]
-    root = re.search(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", output, re.S)
-    if not records and root:  # it died before process_group() could write its error down
+_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
+
+
+def failure_from(exit_code: int, output: str = "", log_dir: str | Path | None = None):
+    """The ``RankFailedError`` for a failed launch: the rank whose error file (written by
+    ``record``, kept under torchrun's ``--log-dir``) is the oldest, with its error; else the rank
+    torchrun names as the root cause (a rank killed by a signal writes no file).
+
+    The file's own time is used, to the nanosecond: torchrun's report has whole seconds only, and
+    the rank that fails first and the ranks that then lose their connection to it fail within the
+    same second."""
+    files = sorted(Path(log_dir).glob("*/attempt_*/*/error.json")) if log_dir else []
+    if files:
+        first = min(files, key=lambda f: f.stat().st_mtime_ns)
+        rank = int(first.parent.name)  # the local rank; one machine, so the global rank too
+        error = json.loads(first.read_text())["message"]["message"]
+        return RankFailedError(
+            f"rank {rank} failed: {error}", rank=rank, error=error, output=output
+        )
+    root = _ROOT_CAUSE.search(output)
+    if root:
         rank, code = int(root.group(1)), int(root.group(2))
         return RankFailedError(
             f"rank {rank} failed with exit code {code} before it could report an error "
@@ -313,17 +337,9 @@ def failure_from(error_dir: str | Path, exit_code: int, output: str = "") -> Ran
             error=f"exit code {code}",
             output=output,
         )
-    if not records:
-        return RankFailedError(
-            f"torchrun exited with code {exit_code} and no rank reported an error "
-            f"(a rank may have been killed; see the output above)",
-            output=output,
-        )
-    first = min(records, key=lambda r: r["time"])
     return RankFailedError(
-        f"rank {first['rank']} failed: {first['error']}",
-        rank=first["rank"],
-        error=first["error"],
+        f"torchrun exited with code {exit_code} and reported no failing rank (see the output "
+        f"above)",
         output=output,
     )
 
@@ -333,40 +349,16 @@ def tiny_bert_folder(folder: str | Path | None = None, seed: int = 0) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32) with MiniLM's tokenizer, saved like a
     pretrained model, with dropout off so that runs are comparable number for number.
 
-    Created once in ``artifacts/tiny-bert``; ``course_lib.train`` loads it with
+    Created once in ``artifacts/tiny-bert``; the training commands load it with
     ``--set model=<folder>``.
     """
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from .models import resolve_model
-
     folder = Path(folder) if folder is not None else artifacts_dir() / "tiny-bert"
     if (folder / "model.safetensors").is_file() and (folder / "tokenizer_config.json").is_file():
         return folder
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        classifier_dropout=0.0,
-        num_labels=3,
-    )
-    torch.manual_seed(seed)
-    model = BertForSequenceClassification(config)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-bert.", dir=folder.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, folder)  # atomic: a reader never sees half a model
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    settings = {"hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64}
+    return save_tiny_bert(
+        folder, seed, replace=False, max_position_embeddings=128, **settings
+    )  # replace=False: when another process finished first, keep its (identical) folder
 
 
 def max_parameter_difference(folder_a: str | Path, folder_b: str | Path) -> dict:
@@ -382,54 +374,40 @@ def max_parameter_difference(folder_a: str | Path, folder_b: str | Path) -> dict
     return {"max_abs": abs_diff, "max_rel": abs_diff / scale, "parameters": len(a)}
 
 
-# ---- Workers for torchrun: a throughput probe and a failing rank -------------------------------
-def throughput_worker(
-    model: str = "minilm",
-    steps: int = 6,
-    batch_size: int = 32,
-    train_size: int = 512,
-    max_length: int = 64,
-) -> dict:
-    """Time ``steps`` optimizer steps of the real lesson-05 loop (``fine_tune``) in this process
-    group; returns (on every rank) examples per second of training over the measured steps."""
-    from .data import load_split, subsample
-    from .train import default_config, fine_tune
-
-    texts, labels = load_split("train")
-    texts, labels = subsample(texts, labels, train_size, seed=0)
-    config = default_config(
-        model=model, batch_size=batch_size, max_length=max_length, evals_per_epoch=1
-    )
-    # a tiny validation set: the one evaluation at the end is not what is measured
-    result = fine_tune(
-        texts, labels, texts[:8], labels[:8], config, progress=False, max_steps=steps
-    )
-    trainable = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
+def throughput_settings() -> dict:
+    """The ``--set`` values of a short training run for timing: lesson 05's default setting on
+    the real MiniLM, a few optimizer steps of 32 tweets (5 under the full profile, 2 under the
+    quick one), and tiny validation and test sets (what is timed is the optimizer steps only,
+    ``train_seconds`` in the saved summary)."""
+    steps = by_profile(full=5, quick=2)
     return {
-        "world_size": rank_info().world_size,
-        "threads_per_rank": torch.get_num_threads(),
-        "trainable_parameters": trainable,  # the gradients the all-reduce carries every step
-        "steps": len(result.history),
-        "examples": len(result.history) * batch_size,
-        "train_seconds": round(result.train_seconds, 2),
-        "examples_per_s": round(len(result.history) * batch_size / result.train_seconds, 1),
+        "train_size": 4 * 32 * steps,
+        "max_steps": steps,
+        "max_length": 64,
+        "evals_per_epoch": 1,
+        "val_size": 16,
+        "test_size": 16,
     }
 
 
+# ---- Programs for torchrun: the training command and a failing rank ---------------------------
+@record
 def main(argv: list[str] | None = None) -> int:
-    """``python -m course_lib.distributed {throughput,fail}`` (meant to run under torchrun)."""
+    """``python -m course_lib.distributed {train,fail}``, meant to run under ``torchrun``.
+
+    ``train [--full] [--out DIR] [--set FIELD=VALUE ...]``: lesson 05's recipe on this process
+    group (``course_lib.finetuned.train_and_save`` with ``DDPRanks``); rank 0 tests, saves and
+    prints the report. ``fail --rank R [--hang]``: rank R raises (or hangs), to see what a
+    failing launch looks like.
+    """
     import argparse
 
+    from . import finetuned
     from .runtime.environment import setup
 
     parser = argparse.ArgumentParser(prog="python -m course_lib.distributed")
     sub = parser.add_subparsers(dest="command", required=True)
-    tp = sub.add_parser("throughput", help="time a few training steps of the lesson-05 loop")
-    tp.add_argument("--model", default="minilm")
-    tp.add_argument("--steps", type=int, default=6)
-    tp.add_argument("--batch-size", type=int, default=32)
-    tp.add_argument("--max-length", type=int, default=64)
-    tp.add_argument("--out", default=None, help="JSON file rank 0 writes the result to")
+    finetuned.command_line_options(sub.add_parser("train", help="lesson 05's training, DDP"))
     fail = sub.add_parser("fail", help="one rank raises: what a failing launch looks like")
     fail.add_argument("--rank", type=int, default=1)
     fail.add_argument("--hang", action="store_true", help="the rank hangs instead of raising")
@@ -437,25 +415,21 @@ def main(argv: list[str] | None = None) -> int:
 
     setup(threads=threads_per_rank(), verbose=False)
     with process_group() as info:
-        if args.command == "throughput":
-            report = throughput_worker(
-                args.model,
-                args.steps,
-                args.batch_size,
-                4 * args.steps * args.batch_size,
-                args.max_length,
-            )
-            main_print(json.dumps(report))
-            if args.out and info.is_main:
-                Path(args.out).write_text(json.dumps(report))
-        else:
-            main_print(f"{info.world_size} ranks started; rank {args.rank} will raise")
-            torch.distributed.barrier() if is_distributed() else None
-            if info.rank == args.rank and args.hang:
-                time.sleep(3600)  # the others' all-reduce times out after $COURSE_DIST_TIMEOUT s
-            elif info.rank == args.rank:
-                raise ValueError(f"a deliberate error on rank {info.rank}")
-            average(torch.ones(1))  # the others wait here until torchrun stops them
+        if args.command == "train":
+            config = finetuned.config_from_args(args)
+            start = time.perf_counter()
+            _, _, folder = finetuned.train_and_save(config, args.out, ranks=DDPRanks())
+            if info.is_main:
+                report = finetuned.run_report(config, folder, time.perf_counter() - start)
+                print(json.dumps(report, indent=1), flush=True)
+            return 0
+        main_print(f"{info.world_size} ranks started; rank {args.rank} will raise")
+        torch.distributed.barrier() if is_distributed() else None
+        if info.rank == args.rank and args.hang:
+            time.sleep(3600)  # the others' all-reduce times out after $COURSE_DIST_TIMEOUT s
+        elif info.rank == args.rank:
+            raise ValueError(f"a deliberate error on rank {info.rank}")
+        DDPRanks().average(torch.ones(1))  # the others wait here until torchrun stops them
     return 0
 
 

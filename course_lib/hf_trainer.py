@@ -1,9 +1,12 @@
 """Lesson 05's fine-tune through Hugging Face's ``transformers.Trainer``, for comparison with the
-loop written out in ``course_lib.train`` (``python -m course_lib.train --trainer`` runs both).
+loop written out in ``course_lib.train``.
+
+    python -m course_lib.hf_trainer [--full] [--set FIELD=VALUE ...]   # both, on the same tweets
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -12,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .batching import encode
-from .train import TrainConfig, freeze_lower_layers, load_pretrained_classifier
+from .train import FineTuneConfig, freeze_lower_layers, load_pretrained_classifier
 
 
 class _TokenizedDataset(torch.utils.data.Dataset):
@@ -29,7 +32,7 @@ class _TokenizedDataset(torch.utils.data.Dataset):
 def fine_tune_with_trainer(
     train_texts: list[str],
     train_labels: list[int],
-    config: TrainConfig | None = None,
+    config: FineTuneConfig | None = None,
     output_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
@@ -41,7 +44,9 @@ def fine_tune_with_trainer(
     """
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    config = config or TrainConfig()
+    from .train import default_config
+
+    config = config or default_config()
 
     torch.manual_seed(config.seed)
     model, tokenizer = load_pretrained_classifier(config.model)
@@ -88,3 +93,41 @@ def fine_tune_with_trainer(
         "train_seconds": seconds,
         "log_history": trainer.state.log_history,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.hf_trainer [--full] [--out DIR] [--set FIELD=VALUE ...]``: the same
+    recipe with our loop (``course_lib.finetuned.train_and_save``) and with the ``Trainer``, on
+    the same tweets; prints both runs' training time and test metrics (JSON)."""
+    import argparse
+
+    from . import finetuned
+    from .data import load_split, subsample
+    from .metrics import evaluate
+    from .runtime.environment import setup
+
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.hf_trainer", description=main.__doc__
+    )
+    args = finetuned.command_line_options(parser).parse_args(argv)
+    setup()
+    config = finetuned.config_from_args(args)
+    start = time.perf_counter()
+    _, _, folder = finetuned.train_and_save(config, args.out)
+    report = {"ours": finetuned.run_report(config, folder, time.perf_counter() - start)}
+    texts, labels = load_split("train")
+    if config.train_size is not None:
+        texts, labels = subsample(texts, labels, config.train_size, seed=config.seed)
+    hf = fine_tune_with_trainer(texts, labels, config)
+    test_texts, test_labels = load_split("test")
+    test = evaluate(hf["model"], hf["tokenizer"], test_texts, test_labels, config.eval_batch_size)
+    report["trainer"] = {
+        "train_seconds": round(hf["train_seconds"], 1),
+        "test": {k: v for k, v in test.items() if k != "logits"},
+    }
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,7 +14,9 @@ from .artifacts import (
     read_training_summary,
 )
 from .data import LABELS
-from .train import TrainResult, full_requested, recorded_full_run
+from .finetuned import recorded_full_run
+from .settings import full_training_requested
+from .train import TrainResult
 
 
 def plot_learning_curves(
@@ -61,7 +63,7 @@ def runs_to_compare(result: TrainResult, test_metrics: dict) -> dict[str, tuple[
     when this notebook ran the default setting, a FULL model you trained yourself (if
     ``artifacts/minilm-tweets-full`` holds one whose summary kept its validation curve)."""
     full = recorded_full_run()
-    this_run = "FULL" if full_requested() else "default"
+    this_run = "FULL" if full_training_requested() else "default"
     runs = {
         f"{this_run} (this notebook)": (result.evaluations, test_metrics),
         f"FULL (recorded {full['measured']})": (

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .inference import Variant, tokenize
 from .metrics import macro_f1
-from .optimize import Variant, tokenize
 from .plots import plain_log_ticks
-from .settings import MAX_TOKENS
+from .settings import MAX_TOKENS, by_profile
 
 
 @dataclass
@@ -48,7 +48,7 @@ def measure(
     labels: Sequence[int],
     *,
     latency_texts: Sequence[str] | None = None,
-    latency_rounds: int = 200,
+    latency_rounds: int | None = None,
     warmup: int = 10,
     batch_size: int = 32,
     sort_by_length: bool = True,
@@ -57,15 +57,17 @@ def measure(
     """Measure every variant in the same run; one ``Measurement`` per variant, in order.
 
     - **size**: bytes of the files the variant needs, in MB (10^6 bytes);
-    - **latency at batch 1**: ``latency_rounds`` rounds; in each round every variant classifies
+    - **latency at batch 1**: ``latency_rounds`` rounds (default: 200 under the ``full`` run
+      profile, 20 under ``quick``); in each round every variant classifies
       one text (cycling through ``latency_texts``, default 64 texts spread over ``texts``), in a
       rotating order. Interleaving means a burst of load from elsewhere on the machine hits all
       variants alike, so their ratio stays fair. Reported as p50 and p95 in ms. Timed: text in,
-      logits out (tokenisation included, about 0.1 ms).
+      logits out (tokenisation included; ``benchmarks/tokenizer_speed.py`` measures its share).
     - **throughput at batch 32**: texts per second over one pass of ``texts`` in batches of
       ``batch_size``, each padded to its longest text. With ``sort_by_length`` (the default) the
       texts are first ordered by token count, as a batch job would do, so little is padding;
-    - **macro-F1** and accuracy of that same pass against ``labels``.
+    - **macro-F1** and accuracy of that same pass against ``labels``. Under the ``quick``
+      profile the pass takes every k-th text, 500 at most.
     """
     if len(variants) == 0:
         raise ValueError("measure needs at least one variant")
@@ -74,11 +76,15 @@ def measure(
             f"texts and labels must be non-empty and of equal length, got {len(texts)} "
             f"texts and {len(labels)} labels"
         )
+    if latency_rounds is None:
+        latency_rounds = by_profile(full=200, quick=20)
     if latency_rounds < 1:
         raise ValueError(f"latency_rounds must be >= 1, got {latency_rounds}")
     from tqdm.auto import tqdm
 
     latency_texts = list(latency_texts or texts[:: max(1, len(texts) // 64)][:64])
+    step = by_profile(full=1, quick=-(-len(texts) // 500))  # every k-th text, 500 at most
+    texts, labels = list(texts)[::step], list(labels)[::step]
     batches = [tokenize(v.tokenizer, [latency_texts[0]]) for v in variants]
     for v, batch in zip(variants, batches):  # warm up: first calls allocate and pick kernels
         for _ in range(warmup):

@@ -462,3 +462,65 @@ def check_parameter_count(fn, verbose: bool = True):
         for d, h, b in ((4, 2, True), (384, 12, True), (384, 1, True), (512, 8, False))
     ]
     return check_exercise("parameter count", fn, parameter_count, cases, verbose=verbose).function
+
+
+# ---------------------------------------------------------------- figures (lesson 02)
+
+
+def attention_cost_figure(
+    lengths, widths, models=((384, 12), (768, 12)), width_lengths=(128, 2048)
+):
+    """Three log-log panels of ``multihead.attention_cost`` (batch 1): compute against sequence
+    length, memory against sequence length (one pair of lines per ``(d_model, n_heads)`` in
+    ``models``), and compute against width (H = 12) at the lengths ``width_lengths``.
+
+    The ``(B, H, L, L)`` weights do not depend on the width, so their line is drawn once per
+    number of heads. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), layout="constrained")
+    styles = ["-", "--", ":", "-."]
+    drawn_heads = set()
+    for (D, H), style in zip(models, styles):
+        costs = [attention_cost(n, D, H) for n in lengths]
+        axes[0].loglog(
+            lengths,
+            [c["projection_flops"] for c in costs],
+            "C0" + style,
+            label=f"projections, D={D}",
+        )
+        axes[0].loglog(
+            lengths,
+            [c["score_flops"] + c["mixing_flops"] for c in costs],
+            "C1" + style,
+            label=f"scores + mixing, D={D}",
+        )
+        if H not in drawn_heads:  # identical for every width with this H
+            drawn_heads.add(H)
+            axes[1].loglog(
+                lengths,
+                [c["attention_weights_bytes"] / 2**20 for c in costs],
+                "C2" + style,
+                label=f"weights (H,L,L), H={H}, any D",
+            )
+        axes[1].loglog(
+            lengths,
+            [c["activations_bytes"] / 2**20 for c in costs],
+            "C3" + style,
+            label=f"q, k, v, out, D={D}",
+        )
+    for n, style in zip(width_lengths, styles):
+        axes[2].loglog(
+            widths,
+            [attention_cost(n, w, 12)["total_flops"] for w in widths],
+            "C4" + style,
+            marker="o",
+            label=f"L={n}",
+        )
+    axes[0].set(xlabel="sequence length L", ylabel="FLOPs (batch 1)", title="compute")
+    axes[1].set(xlabel="sequence length L", ylabel="MiB (float32, batch 1)", title="memory")
+    axes[2].set(xlabel="width D (H=12)", ylabel="total FLOPs (batch 1)", title="compute vs width")
+    for ax in axes:
+        ax.legend(fontsize=8, loc="upper left")
+    return fig

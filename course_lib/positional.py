@@ -22,6 +22,7 @@ Shapes: positions ``L``, model width ``d`` (even), head width ``d_head`` (even).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -419,3 +420,102 @@ def check_apply_rope(fn, verbose: bool = True):
     return check_exercise(
         "rotary embedding", fn, apply_rope, cases, atol=1e-5, verbose=verbose
     ).function
+
+
+# ---------------------------------------------------------------- figures (lesson 03)
+
+
+def _numpy(x):
+    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=float)
+
+
+def position_similarity_figure(similarities: dict):
+    """Cosine similarities between the positions of position tables, e.g.
+    ``{"MiniLM, learned": sim_a, "sinusoidal": sim_b}`` with each ``sim`` an ``(n, n)`` matrix
+    (``positional.cosine_similarity_matrix``).
+
+    Left: the matrices side by side on one -1..1 scale with one colourbar. Right: for each table,
+    the mean similarity of two positions against their distance ``|i - j|``. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    sims = {label: _numpy(s) for label, s in similarities.items()}
+    for label, s in sims.items():
+        if s.ndim != 2 or s.shape[0] != s.shape[1]:
+            raise ValueError(f"{label!r}: expected a square (n, n) matrix, got shape {s.shape}")
+    n = len(sims)
+    fig = plt.figure(figsize=(4.6 * n + 5.4, 4.6), layout="constrained")
+    grid = fig.add_gridspec(1, n + 1, width_ratios=[1] * n + [1.25])
+    maps = [fig.add_subplot(grid[0, i]) for i in range(n)]
+    curve = fig.add_subplot(grid[0, n])
+    for ax, (label, s) in zip(maps, sims.items()):
+        image = ax.imshow(s, cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set(title=label, xlabel="position j", ylabel="position i")
+        ax.grid(False)
+        distances = np.arange(1, s.shape[0])
+        curve.plot(distances, [np.diagonal(s, d).mean() for d in distances], label=label)
+    fig.colorbar(image, ax=maps, shrink=0.85, label="cosine similarity")
+    curve.set(
+        xlabel="distance |i - j|",
+        ylabel="mean cosine similarity",
+        title="similarity against distance",
+    )
+    curve.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def sinusoid_explorer_figure(pe, position: int, pair: int, shift: int, n_shown: int = 128):
+    """The picture behind lesson 03's explorer, for a sinusoidal table ``pe`` ``(n, d)`` with at
+    least ``position + shift + 1`` rows.
+
+    Left: the table, the chosen position (blue) and the one ``shift`` steps later (red) marked,
+    and feature pair ``pair`` shaded. Middle: that pair as a point on its circle for the first
+    ``n_shown`` positions (grey) and for the two chosen ones. Right: the dot product of the
+    chosen position with every position of the table. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    table = _numpy(pe)
+    n, d = table.shape
+    if not 0 <= pair < d // 2:
+        raise ValueError(f"pair must lie in 0..{d // 2 - 1} for a table of width {d}, got {pair}")
+    if not 0 <= position < n_shown <= n or position + shift >= n:
+        raise ValueError(
+            f"position {position} and position + shift {position + shift} must be rows of the "
+            f"table ({n} rows), with position below n_shown={n_shown}"
+        )
+    w = sinusoidal_frequencies(d)[pair].item()
+    fig, axes = plt.subplots(
+        1, 3, figsize=(16, 4.4), layout="constrained", gridspec_kw={"width_ratios": [1.4, 1, 1.2]}
+    )
+    image = axes[0].imshow(table.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
+    fig.colorbar(image, ax=axes[0], label="PE value")
+    axes[0].axvline(position, color="C0")
+    axes[0].axvline(position + shift, color="C3")
+    axes[0].axhspan(2 * pair - 0.5, 2 * pair + 1.5, color="k", alpha=0.2)
+    axes[0].set(xlabel="position", ylabel="feature", title="PE table (pair i shaded)")
+    axes[0].grid(False)
+    circle = table[:n_shown, 2 * pair : 2 * pair + 2]
+    axes[1].scatter(circle[:, 1], circle[:, 0], s=8, color="0.75", label=f"pos 0..{n_shown - 1}")
+    for p, colour in ((position, "C0"), (position + shift, "C3")):
+        axes[1].scatter(
+            table[p, 2 * pair + 1], table[p, 2 * pair], s=80, color=colour, label=f"pos {p}"
+        )
+    axes[1].set(
+        xlabel="cos (feature 2i+1)",
+        ylabel="sin (feature 2i)",
+        aspect="equal",
+        xlim=(-1.25, 1.25),
+        ylim=(-1.25, 1.25),
+        title=f"pair {pair}: w = {w:.4f}, k w = {shift * w:.3f} rad",
+    )
+    axes[1].legend(fontsize=8, loc="center")  # the middle of the circle is empty
+    axes[2].plot(table @ table[position], color="0.3")
+    axes[2].axvline(position, color="C0")
+    axes[2].axvline(position + shift, color="C3")
+    axes[2].set(
+        xlabel="other position",
+        ylabel="PE(position) . PE(other)",
+        title=f"similarity to position {position}",
+    )
+    return fig

@@ -2,16 +2,18 @@
 world grows (lesson 08).
 
 Pure arithmetic, no processes: ``batch_parts`` cuts one global batch into this rank's strided
-parts with their loss weights; ``rank_batches`` does it for a whole epoch of lesson 05's
-length-bucketed batches (every example once per epoch, over the ranks); ``scaled_hyperparameters``
-is the linear (and square-root) scaling rule. ``course_lib.distributed`` uses them (and offers
-them under its own name); lesson 08's two exercise checkers live here too.
+parts with their loss weights (lesson 05's ``batching.strided_parts``, shared out over the
+ranks); ``rank_batches`` does it for a whole epoch of lesson 05's length-bucketed batches (every
+example once per epoch, over the ranks); ``scaled_hyperparameters`` is the linear (and
+square-root) scaling rule. ``course_lib.distributed.DDPRanks`` uses them; lesson 08's two
+exercise checkers live here too.
 """
 
 from __future__ import annotations
 
 import math
 
+from .batching import length_bucketed_batches, strided_parts
 from .runtime.exercises import Case, check_exercise
 
 
@@ -37,17 +39,8 @@ def batch_parts(
             f"need 0 <= rank < world_size and accumulation_steps >= 1, got rank {rank}, "
             f"world_size {world_size}, accumulation_steps {accumulation_steps}"
         )
-    if len(batch) == 0:
-        raise ValueError("batch_parts() got an empty batch; expected at least one index")
-    n, p = len(batch), world_size * accumulation_steps
-    parts = []
-    for a in range(accumulation_steps):
-        share = list(batch[rank + a * world_size :: p])
-        if share:
-            parts.append((share, world_size * len(share) / n))
-        else:
-            parts.append(([batch[0]], 0.0))
-    return parts
+    parts = strided_parts(batch, world_size * accumulation_steps)
+    return [(indices, world_size * share) for indices, share in parts[rank::world_size]]
 
 
 def rank_batches(
@@ -65,8 +58,6 @@ def rank_batches(
     ``course_lib.batching.length_bucketed_batches``) and takes its parts, so all ranks take the same
     number of steps and, over the ranks, every example is used exactly once per epoch.
     """
-    from .batching import length_bucketed_batches
-
     if batch_size < world_size * accumulation_steps:
         raise ValueError(
             f"batch_size {batch_size} cannot be split into world_size x accumulation_steps = "

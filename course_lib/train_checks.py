@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from .artifacts import tiny_bert_classifier
 from .batching import pad_batch
 from .data import LABELS
 from .runtime.exercises import Case, check_exercise
-from .train import make_optimizer, training_step, warmup_linear_factor
+from .schedules import warmup_linear_factor
+from .train import make_optimizer, training_step
 
 
 def check_warmup_linear_factor(fn, verbose: bool = True):
@@ -45,24 +47,10 @@ def check_warmup_linear_factor(fn, verbose: bool = True):
 
 
 def tiny_classifier_for_checks(seed: int = 0):
-    """A randomly initialised one-layer BERT classifier (hidden 16, vocabulary 64, dropout off),
-    built in memory in milliseconds: the model the training-step checker trains."""
-    from transformers import BertConfig, BertForSequenceClassification
-
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        classifier_dropout=0.0,
-        num_labels=len(LABELS),
-    )
-    torch.manual_seed(seed)
-    return BertForSequenceClassification(config).train()
+    """A randomly initialised one-layer BERT classifier (``artifacts.tiny_bert_classifier``:
+    hidden 16, vocabulary 64, dropout off), built in memory in milliseconds: the model the
+    training-step checker trains."""
+    return tiny_bert_classifier(seed).train()
 
 
 def _tiny_batches(n: int, batch_size: int = 6, seed: int = 0) -> list[dict]:

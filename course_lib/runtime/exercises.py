@@ -114,3 +114,35 @@ def check_exercise(
         for m in messages:
             print(f"  - {m}")
     return result
+
+
+def compare_prediction(name: str, predicted: Any, measured: Any, unit: str = "") -> str:
+    """Put a learner's prediction next to what the cell measured, and say how far apart they are.
+
+    The "predict, then run" convention: a cell asks for a prediction (a number, a shape, which is
+    faster) before the cell that measures it; that cell calls this. Numbers are compared as a
+    ratio, anything else (a shape, a name) for equality. Nothing is asserted: an empty prediction
+    (``None`` or ``...``) is reported as such and the lesson carries on. Prints the comparison
+    and returns it.
+    """
+    suffix = f" {unit}" if unit else ""
+    if predicted is None or predicted is Ellipsis:
+        text = (
+            f"[no prediction] {name}: measured {measured}{suffix}. Write your guess in the cell "
+            f"above first, then run both cells again."
+        )
+    elif isinstance(predicted, int | float) and isinstance(measured, int | float):
+        ratio = float(measured) / predicted if predicted else float("inf")
+        close = 0.8 <= ratio <= 1.25
+        text = (
+            f"[{'close' if close else 'far off'}] {name}: you predicted {predicted:g}{suffix}, "
+            f"measured {measured:g}{suffix} ({ratio:.2g}x your guess)"
+        )
+    else:
+        same = predicted == measured or str(predicted) == str(measured)
+        text = (
+            f"[{'as predicted' if same else 'different'}] {name}: you predicted {predicted!r}, "
+            f"measured {measured!r}"
+        )
+    print(text)
+    return text

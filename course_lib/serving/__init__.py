@@ -16,14 +16,16 @@ Endpoints
   and JavaScript only; its Content-Security-Policy forbids loading anything from elsewhere.
 
 Safety defaults: binds ``127.0.0.1``; with ``COURSE_API_TOKEN`` set, ``POST /predict`` needs
-``Authorization: Bearer <token>``; every bad input gets a 4xx ``{"error", "message"}`` answer
-(the table is ``validation.ERRORS``), never a 500, and the server carries on. A text over 1,000
-characters is refused; one within that limit but over the model's token limit (the
-``max_length`` it was trained with) is cut, and its prediction says ``"truncated": true``.
+``Authorization: Bearer <token>`` (401 without it or with a wrong one, RFC 6750); every bad
+input gets a 4xx ``{"error", "message"}`` answer (the table is ``validation.ERRORS``), never a
+500, and the server carries on. A text over 1,000 characters is refused; one within that limit
+but over the model's token limit (the ``max_length`` it was trained with) is cut, and its
+prediction says ``"truncated": true``.
 
 Modules, one concern each:
 
-- ``validation``: limits, the checks of a request, the errors, the JSON Schemas;
+- ``validation``: limits, the request model (Pydantic) and its checks, the errors, the schemas;
+- ``auth``: the bearer token (FastAPI's ``HTTPBearer``, a constant-time compare, RFC 6750);
 - ``predictor``: the model behind the service, and the micro-batcher;
 - ``app``: the body-size middleware, the FastAPI app, the OpenAPI contract;
 - ``cli``: ``python -m course_lib serve``;
@@ -35,11 +37,13 @@ Modules, one concern each:
 
 from .api_client import ContractError, ServiceClient
 from .app import BodySizeLimit, create_app, openapi_contract, static_page
+from .auth import check_token
 from .bad_requests import BadInput, bad_inputs, send_bad_inputs
 from .cli import DEFAULT_HOST, DEFAULT_PORT, build_parser, exposure_warning, main, resolve_batching
 from .load_test import (
     LoadTestResult,
     check_mean_latency,
+    default_requests,
     littles_law_latency_ms,
     load_test,
     plot_latency_histograms,
@@ -54,9 +58,9 @@ from .validation import (
     TOKEN_ENV,
     ApiError,
     check_request_texts,
-    check_token,
     decode_json_body,
     error_body,
+    request_model,
     validate_texts,
 )
 
@@ -86,6 +90,7 @@ __all__ = [
     "check_token",
     "create_app",
     "decode_json_body",
+    "default_requests",
     "error_body",
     "exposure_warning",
     "free_port",
@@ -95,6 +100,7 @@ __all__ = [
     "main",
     "openapi_contract",
     "plot_latency_histograms",
+    "request_model",
     "resolve_batching",
     "send_bad_inputs",
     "static_page",

@@ -1,8 +1,9 @@
 """The HTTP side: the body-size middleware, the FastAPI app, and its OpenAPI contract.
 
-``/openapi.json`` is written out by ``openapi_contract`` rather than inferred, so that it says
-exactly what the server enforces (see ``validation``): the lengths and item counts, no unknown
-fields, the body limit, the bearer token when the server has one, and every error status with
+``/openapi.json`` is put together by ``openapi_contract`` rather than inferred from the
+endpoints, so that it says exactly what the server enforces: the request schema is the request
+model's (``validation.request_model``: lengths, item counts, no unknown fields), and beside it
+the body limit, the bearer token when the server has one (``auth``), and every error status with
 its ``{"error", "message"}`` body. ``tests/unit/test_openapi_contract.py`` holds the server to it
 with an independent fuzzer.
 """
@@ -18,6 +19,7 @@ from importlib import resources
 # At module level: FastAPI resolves the endpoint's annotation ``request: Request`` here.
 from starlette.requests import Request
 
+from .auth import CHALLENGES, token_dependency
 from .predictor import BACKENDS, MicroBatcher, Predictor
 from .validation import (
     ERRORS,
@@ -26,12 +28,11 @@ from .validation import (
     MAX_TEXTS,
     TOKEN_ENV,
     ApiError,
-    check_token,
     decode_json_body,
     error_body,
     error_schema,
-    predict_request_schema,
     predict_response_schema,
+    request_model,
     validate_texts,
 )
 
@@ -113,17 +114,21 @@ def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
     return response | ({"headers": headers} if headers else {})
 
 
+# RFC 6750 section 3.1: every 401 says how to authenticate, and why a token failed.
+_CHALLENGE_HEADER = {
+    "required": True,
+    "description": 'no token: `Bearer`; a wrong token: `Bearer error="invalid_token"`',
+    "schema": {"type": "string", "enum": CHALLENGES},
+}
+
+
 def _error_responses(statuses: list[int]) -> dict:
     """One documented response per status, its body schema listing the codes it can carry."""
     out = {}
     for status in statuses:
         rows = [(code, when) for s, code, when in ERRORS if s == status]
         text = "; ".join(f"`{code}`: {when}" for code, when in rows)
-        headers = (
-            {"WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}}}
-            if status in (401, 403)
-            else None
-        )
+        headers = {"WWW-Authenticate": _CHALLENGE_HEADER} if status == 401 else None
         out[str(status)] = _json(error_schema([code for code, _ in rows]), text, headers)
     return out
 
@@ -137,7 +142,7 @@ def openapi_contract(
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> dict:
     """The OpenAPI 3.1 document of this server, as configured (its limits, labels, token)."""
-    errors = sorted({s for s, _, _ in ERRORS} - ({401, 403} if not token else set()))
+    errors = sorted({s for s, _, _ in ERRORS} - ({401} if not token else set()))
     limits = {
         "type": "object",
         "properties": {
@@ -190,7 +195,9 @@ def openapi_contract(
             "required": True,
             "x-max-body-bytes": max_body_bytes,
             "content": {
-                "application/json": {"schema": predict_request_schema(max_texts, max_text_chars)}
+                "application/json": {
+                    "schema": request_model(max_texts, max_text_chars).model_json_schema()
+                }
             },
         },
         "responses": {
@@ -252,12 +259,12 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
 ):
     """Build the FastAPI app around a ``Predictor``. ``token``: require it on ``POST /predict``."""
-    from fastapi import FastAPI
+    from fastapi import Depends, FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from .. import __version__
+    from ..settings import VERSION as __version__
 
     state: dict = {}
 
@@ -312,10 +319,11 @@ def create_app(
             status_code=500,
         )
 
-    @app.post("/predict")
+    # The body is read and decoded here, not by FastAPI, so that bytes that are not UTF-8 or not
+    # JSON keep their 400 codes; the request model then checks the decoded value.
+    @app.post("/predict", dependencies=[Depends(token_dependency(token))])
     async def predict(request: Request):
         """Classify one text or a list of texts; one prediction per text, in order."""
-        check_token(token, request.headers.get("authorization"))
         content_type = request.headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise ApiError(

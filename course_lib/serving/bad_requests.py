@@ -58,7 +58,7 @@ def bad_inputs(
         BadInput("unknown path", None, 404, {}, "GET", "/nope"),
         BadInput("wrong method", None, 405, {}, "GET", "/predict"),
         BadInput("missing token", j({"text": "hello"}), 401, needs_token=True),
-        BadInput("wrong token", j({"text": "hello"}), 403, auth_json, needs_token=True),
+        BadInput("wrong token", j({"text": "hello"}), 401, auth_json, needs_token=True),
     ]
 
 

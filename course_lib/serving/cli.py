@@ -48,9 +48,9 @@ def resolve_batching(choice: str, backend: str) -> bool:
     """``--batching auto|on|off`` -> on or off; auto is on for torch, off for onnx.
 
     Micro-batching pays when one model call has a large fixed cost: PyTorch eager spends
-    milliseconds in Python per call (batching served 1.3x to 1.5x the requests/s in lesson 07's
-    load test). ONNX Runtime int8 has almost no fixed cost per call, and a batch is padded to its
-    longest text, so there batching bought nothing. ``benchmarks/load_test.py`` measures it.
+    milliseconds in Python per call. ONNX Runtime int8 has almost no fixed cost per call, and a
+    batch is padded to its longest text, so there batching buys little. Lesson 07's load test
+    and ``benchmarks/load_test.py`` measure both.
     """
     if choice not in ("auto", "on", "off"):
         raise ValueError(f"batching must be 'auto', 'on' or 'off', got {choice!r}")
@@ -126,14 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     if args.model is None:
-        from ..train import finetuned_model
+        from ..artifacts import is_complete_model_folder, model_folder
 
-        try:
-            args.model = finetuned_model(train_if_missing=False)
-        except Exception as exc:
+        args.model = model_folder()
+        if not is_complete_model_folder(args.model):
             print(
-                f"no --model given and no fine-tuned model found ({exc}). Run notebook 05 first, "
-                f"or pass --model FOLDER.",
+                f"no --model given and no fine-tuned model in {args.model}. Run lesson 05 first "
+                f"(or python -m course_lib train), or pass --model FOLDER.",
                 file=sys.stderr,
             )
             return 2

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from jupyter_core.utils import run_sync
 
 from ..runtime.exercises import Case, check_exercise
+from ..settings import by_profile
 
 
 @dataclass
@@ -119,22 +120,30 @@ def plot_latency_histograms(runs: dict[str, LoadTestResult], ax=None, title: str
     return ax
 
 
+def default_requests() -> int:
+    """How many requests a load test sends by default: 2,000 under the ``full`` run profile, 300
+    under ``quick``."""
+    return by_profile(full=2000, quick=300)
+
+
 def load_test(
     url: str,
     texts: Sequence[str],
-    requests: int = 2000,
+    requests: int | None = None,
     concurrency: int = 16,
     token: str | None = None,
     texts_per_request: int = 1,
     timeout: float = 30.0,
     progress: bool = False,
 ) -> LoadTestResult:
-    """``requests`` POSTs to ``url + "/predict"``, ``concurrency`` in flight at any time.
+    """``requests`` POSTs (default ``default_requests()``) to ``url + "/predict"``,
+    ``concurrency`` in flight at any time.
 
     Request ``i`` sends ``texts_per_request`` texts starting at ``texts[i % len(texts)]``. An error
     is any non-200 answer or a failed connection. Latency is measured by the client, from
     sending to the full answer, so it includes queueing in the server.
     """
+    requests = default_requests() if requests is None else requests
     if requests < 1 or concurrency < 1 or not texts:
         raise ValueError(
             f"need requests >= 1, concurrency >= 1 and some texts; got {requests}, {concurrency}, "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import inference
 from ..artifacts import labels_of, trained_max_tokens
 from ..settings import MAX_TOKENS
 from .validation import MAX_TEXTS
@@ -58,8 +59,6 @@ def load_predictor(
 
     Texts are cut at the token limit the model was trained with (``trained_max_tokens``).
     """
-    from .. import optimize
-
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     model_dir = Path(model_dir)
@@ -75,14 +74,14 @@ def load_predictor(
         torch.set_num_threads(threads)
     # No spinning: idle inference threads must not steal the cores the event loop needs.
     variant = (
-        optimize.onnx_int8(model_dir, threads=threads, spinning=False)
+        inference.onnx_int8(model_dir, threads=threads, spinning=False)
         if backend == "onnx"
-        else optimize.eager_fp32(model_dir)
+        else inference.eager_fp32(model_dir)
     )
     tokenizer = variant.tokenizer
 
     def predict_proba(texts):
-        return optimize.softmax_rows(variant.run(optimize.tokenize(tokenizer, texts, max_tokens)))
+        return inference.softmax_rows(variant.run(inference.tokenize(tokenizer, texts, max_tokens)))
 
     def count_tokens(texts):
         ids = tokenizer(list(texts), truncation=True, max_length=max_tokens + 1)["input_ids"]
@@ -94,7 +93,7 @@ def load_predictor(
         model_dir.resolve().name,
         backend,
         count_tokens,
-        optimize.weights_fingerprint(model_dir),
+        inference.weights_fingerprint(model_dir),
         max_tokens,
     )
 

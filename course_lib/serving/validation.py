@@ -1,16 +1,25 @@
 """What ``POST /predict`` accepts: the limits, the checks, the errors, and their JSON Schemas.
 
-The checks here and the schemas in ``/openapi.json`` are written side by side, from the same
-constants, so that the published contract says exactly what the server enforces: a request that
-the schema accepts is served, one that it refuses gets a 4xx ``{"error", "message"}`` body.
+The rules of a request body are one Pydantic model, ``request_model``: the server validates with
+it, ``validate_texts`` (lesson 07) answers with it in the service's error codes, and its
+``model_json_schema()`` is the request schema of ``/openapi.json``. So the published contract
+says exactly what the server enforces: a request that the schema accepts is served, one that it
+refuses gets a 4xx ``{"error", "message"}`` body. The answers' schemas are written out below.
 """
 
-from __future__ import annotations
-
-import hmac
 import json
-import re
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationError,
+)
 
 from ..runtime.exercises import Case, check_exercise
 
@@ -25,10 +34,9 @@ MAX_TEXT_CHARS = 1000  # characters (Unicode code points) per text; a tweet has 
 # megabytes of junk. A body with megabytes of blank space between JSON tokens is refused.
 MAX_BODY_BYTES = 1024 * 1024
 
-# A text must hold at least one character that is not white space. The schema publishes this
-# very pattern, and the server checks it with the same regular expression.
+# A text must hold at least one character that is not white space (a regular expression that
+# must match somewhere in it): the request model checks it, and its schema publishes it.
 NON_BLANK_PATTERN = r"\S"
-_NON_BLANK = re.compile(NON_BLANK_PATTERN)
 
 # Every error the service answers, by status: (status, code, when). The OpenAPI contract lists them.
 ERRORS = [
@@ -36,7 +44,7 @@ ERRORS = [
     (400, "invalid_json", "the body is not JSON, or is nested too deeply"),
     (400, "bad_request", "the Content-Length header is not a number"),
     (401, "missing_token", "the server has a token and the request has no 'Bearer <token>'"),
-    (403, "wrong_token", "the token does not match"),
+    (401, "invalid_token", 'the token does not match (RFC 6750: error="invalid_token")'),
     (413, "body_too_large", "the body is over the byte limit"),
     (415, "unsupported_media_type", "the Content-Type is not application/json"),
     (422, "invalid_request", "wrong JSON types, or the field 'text' is missing"),
@@ -68,6 +76,108 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "number" if isinstance(value, int | float) else "value")
 
 
+def _text_shape(value: Any) -> str | None:
+    """Which branch of ``text`` a value is for: one text, a list of texts, or neither."""
+    return "one" if isinstance(value, str) else "many" if isinstance(value, list) else None
+
+
+@lru_cache(maxsize=32)
+def request_model(max_texts: int = MAX_TEXTS, max_chars: int = MAX_TEXT_CHARS) -> type[BaseModel]:
+    """The Pydantic model of a ``POST /predict`` body, for these limits (one class per pair).
+
+    ``{"text": one text | [1 to max_texts texts]}``, no other field. Strict: a number is not a
+    text. Python's ``re`` checks the pattern, as the JSON Schema validators of the fuzzer and of
+    ``ServiceClient`` do (Rust's ``\\s``, Pydantic's default, differs on e.g. ``\\x1c``).
+    """
+    one = Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=max_chars, pattern=NON_BLANK_PATTERN),
+        Field(description=f"1 to {max_chars} characters, not only white space"),
+    ]
+    many = Annotated[list[one], Field(min_length=1, max_length=max_texts)]
+
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(
+            extra="forbid",
+            strict=True,
+            regex_engine="python-re",
+            json_schema_extra={
+                "examples": [
+                    {"text": "what a great flight!"},
+                    {"text": ["great crew", "lost my bag"]},
+                ]
+            },
+        )
+        # A callable discriminator: the schema says oneOf, and an error names the branch
+        # the value was meant for (a list's items, not also "is not a string").
+        text: Annotated[
+            Annotated[one, Tag("one")] | Annotated[many, Tag("many")],
+            Discriminator(_text_shape),
+            Field(description=f"one text, or a list of 1 to {max_texts} texts"),
+        ]
+
+    return PredictRequest
+
+
+# Pydantic's error types -> (the service's code, its message). Fields: ``where`` (``text`` or
+# ``text[i]``), ``type`` (the JSON type of the value), ``n`` (its length), ``limit``, ``unknown``.
+_TOO_LONG = (
+    "{where} has {n} characters; the limit is {limit} (longer texts are rejected, not truncated)"
+)
+_PYDANTIC_ERRORS = {
+    "model_type": (
+        "invalid_request",
+        'the body must be a JSON object like {{"text": "..."}}, got a JSON {type}',
+    ),
+    "extra_forbidden": ("unknown_field", "unknown field(s) {unknown}; the only field is 'text'"),
+    "missing": ("invalid_request", "missing field 'text' (a string or a list of strings)"),
+    "union_tag_not_found": (
+        "invalid_request",
+        "'text' must be a string or a list of strings, got a JSON {type}",
+    ),
+    "too_short": ("empty_list", "'text' is an empty list; send at least one text"),
+    "too_long": ("too_many_texts", "'text' holds {n} texts; the limit is {limit} per request"),
+    "string_type": ("invalid_request", "{where} must be a string, got a JSON {type}"),
+    "string_too_short": ("empty_text", "{where} is empty or only whitespace"),
+    "string_pattern_mismatch": ("empty_text", "{where} is empty or only whitespace"),
+    "string_too_long": ("text_too_long", _TOO_LONG),
+    "string_unicode": (
+        "invalid_text",
+        "{where} contains a lone surrogate (\\ud800-\\udfff), which is not a character",
+    ),
+}
+
+
+def _first_error(errors: list[dict]) -> dict:
+    """The error to report: the body before a field, the list before its items, the first item
+    first, and an unknown field before a missing one."""
+
+    def rank(error: dict) -> tuple:
+        loc = error["loc"]
+        index = loc[2] if len(loc) > 2 and isinstance(loc[2], int) else -1
+        return len(loc), index, error["type"] != "extra_forbidden"
+
+    return min(errors, key=rank)
+
+
+def api_error_from(exc: ValidationError) -> ApiError:
+    """A Pydantic ``ValidationError`` of ``request_model`` as the service's 422 ``ApiError``."""
+    errors = exc.errors()
+    error = _first_error(errors)
+    kind, loc, value = error["type"], error["loc"], error["input"]
+    if kind not in _PYDANTIC_ERRORS:  # a rule added to the model without a code: say what broke
+        return ApiError(422, "invalid_request", f"{'.'.join(map(str, loc))}: {error['msg']}")
+    code, template = _PYDANTIC_ERRORS[kind]
+    message = template.format(
+        where="text" if len(loc) < 3 else f"text[{loc[2]}]",
+        type=_json_type(value),
+        n=len(value) if isinstance(value, str | list) else 0,
+        limit=(error.get("ctx") or {}).get("max_length"),
+        unknown=sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"),
+    )
+    return ApiError(422, code, message)
+
+
 def validate_texts(
     payload: Any, max_texts: int = MAX_TEXTS, max_chars: int = MAX_TEXT_CHARS
 ) -> list[str]:
@@ -75,65 +185,13 @@ def validate_texts(
 
     Accepted: an object with exactly one field, ``text``, holding a non-blank string or a
     non-empty list of at most ``max_texts`` such strings, each at most ``max_chars`` characters.
+    The rules are ``request_model``'s; this turns its answer into the service's.
     """
-    if not isinstance(payload, dict):
-        raise ApiError(
-            422,
-            "invalid_request",
-            f'the body must be a JSON object like {{"text": "..."}}, '
-            f"got a JSON {_json_type(payload)}",
-        )
-    unknown = sorted(set(payload) - {"text"})
-    if unknown:
-        raise ApiError(
-            422, "unknown_field", f"unknown field(s) {unknown}; the only field is 'text'"
-        )
-    if "text" not in payload:
-        raise ApiError(
-            422, "invalid_request", "missing field 'text' (a string or a list of strings)"
-        )
-    text = payload["text"]
-    if isinstance(text, str):
-        texts, where = [text], lambda i: "text"
-    elif isinstance(text, list):
-        if not text:
-            raise ApiError(422, "empty_list", "'text' is an empty list; send at least one text")
-        if len(text) > max_texts:
-            raise ApiError(
-                422,
-                "too_many_texts",
-                f"'text' holds {len(text)} texts; the limit is {max_texts} per request",
-            )
-        texts, where = text, lambda i: f"text[{i}]"
-    else:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"'text' must be a string or a list of strings, got a JSON {_json_type(text)}",
-        )
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ApiError(
-                422, "invalid_request", f"{where(i)} must be a string, got a JSON {_json_type(t)}"
-            )
-        if not _NON_BLANK.search(t):
-            raise ApiError(422, "empty_text", f"{where(i)} is empty or only whitespace")
-        if len(t) > max_chars:
-            raise ApiError(
-                422,
-                "text_too_long",
-                f"{where(i)} has {len(t)} characters; the limit is {max_chars} "
-                f"(longer texts are rejected, not truncated)",
-            )
-        try:
-            t.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(
-                422,
-                "invalid_text",
-                f"{where(i)} contains a lone surrogate (\\ud800-\\udfff), which is not a character",
-            ) from None
-    return list(texts)
+    try:
+        text = request_model(max_texts, max_chars).model_validate(payload).text
+    except ValidationError as exc:
+        raise api_error_from(exc) from None
+    return [text] if isinstance(text, str) else list(text)
 
 
 def check_request_texts(fn, verbose: bool = True):
@@ -229,65 +287,7 @@ def decode_json_body(body: bytes) -> Any:
         raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
 
 
-def check_token(expected: str | None, authorization: str | None) -> None:
-    """Raise ``ApiError`` 401/403 unless ``authorization`` is ``Bearer <expected>``.
-
-    A no-op when the server has no token.
-    """
-    if not expected:
-        return
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if not authorization:
-        raise ApiError(
-            401,
-            "missing_token",
-            "this server needs a token: send 'Authorization: Bearer <token>'",
-            challenge,
-        )
-    scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise ApiError(
-            401, "missing_token", "the Authorization header must read 'Bearer <token>'", challenge
-        )
-    # Compare bytes in constant time; headers arrive latin-1 decoded, so this cannot fail.
-    given_bytes = given.strip().encode("latin-1", "replace")
-    if not hmac.compare_digest(given_bytes, expected.encode("utf-8")):
-        raise ApiError(403, "wrong_token", "the token does not match", challenge)
-
-
 # --------------------------------------------------------------------------- JSON Schemas
-
-
-def text_schema(max_chars: int = MAX_TEXT_CHARS) -> dict:
-    """One text: 1 to ``max_chars`` characters, at least one of them not white space."""
-    return {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": max_chars,
-        "pattern": NON_BLANK_PATTERN,
-        "description": f"1 to {max_chars} characters, not only white space",
-    }
-
-
-def predict_request_schema(max_texts: int = MAX_TEXTS, max_chars: int = MAX_TEXT_CHARS) -> dict:
-    """``{"text": one text | [1 to max_texts texts]}``, no other field."""
-    one = text_schema(max_chars)
-    return {
-        "title": "PredictRequest",
-        "type": "object",
-        "properties": {
-            "text": {
-                "oneOf": [
-                    one,
-                    {"type": "array", "items": one, "minItems": 1, "maxItems": max_texts},
-                ],
-                "description": f"one text, or a list of 1 to {max_texts} texts",
-            }
-        },
-        "required": ["text"],
-        "additionalProperties": False,
-        "examples": [{"text": "what a great flight!"}, {"text": ["great crew", "lost my bag"]}],
-    }
 
 
 def predict_response_schema(labels: list[str], max_tokens: int) -> dict:

@@ -1,6 +1,6 @@
 """The course map: the lessons in order, with the measured run time of each notebook.
 
-Times come from ``notebooks/timings.json``, which ``tools/execute_notebooks.py`` writes each time
+Times come from ``notebooks/timings.json``, which ``python -m course_lib run`` writes each time
 it executes a notebook top to bottom in a fresh kernel.
 """
 

@@ -3,7 +3,7 @@
     python -m course_lib pack-model [--model minilm-tweets] [--out build/minilm-tweets.zip]
     python -m course_lib unpack-model build/minilm-tweets.zip [--force]
 
-Lessons 06-10 call ``train.finetuned_model()``, which trains the model (lesson 05's few minutes)
+Lessons 06-10 call ``finetuned.finetuned_model()``, which trains the model (lesson 05's few minutes)
 only when ``artifacts/minilm-tweets`` is missing; unpacking the archive there lets them skip it.
 
 The archive is a zip (every OS opens one) holding the model folder and ``course-model.json``:
@@ -16,15 +16,15 @@ would take for a finished one.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from ..artifacts import DEFAULT_MODEL_NAME as DEFAULT_MODEL
 from ..artifacts import REQUIRED_FILES as REQUIRED
+from ..artifacts import atomic_folder
+from ..data import file_sha256
 from ..settings import BUILD_DIR, artifacts_dir
 
 MANIFEST = "course-model.json"
@@ -32,14 +32,6 @@ MANIFEST = "course-model.json"
 
 class ArchiveError(ValueError):
     """The archive is not a model archive written by ``pack-model``, or it is damaged."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict:
@@ -61,14 +53,13 @@ def pack_model(folder: Path, archive: Path) -> Path:
     if missing:
         raise FileNotFoundError(
             f"{folder} is not a finished model folder (missing {', '.join(missing)}). Train it "
-            f"first: run lesson 05, or python -c 'from course_lib.train import finetuned_model; "
-            f"finetuned_model()'."
+            f"first: run lesson 05, or python -m course_lib train."
         )
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     manifest = {
         "model": folder.name,
         "files": {
-            p.relative_to(folder).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+            p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
             for p in files
         },
         "versions": _versions(),
@@ -126,16 +117,13 @@ def unpack_model(archive: Path, dest: Path | None = None, force: bool = False) -
             raise FileExistsError(
                 f"{target} exists already; pass --force to replace it with the archive's model"
             )
-        dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=dest, prefix=".unpack-") as tmp:
-            zf.extractall(tmp)
-            staged = Path(tmp) / model
+        with atomic_folder(target) as staged:  # a damaged archive leaves the target as it was
             for name, info in manifest["files"].items():
-                if _sha256(staged / name) != info["sha256"]:
+                (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(f"{model}/{name}") as src, open(staged / name, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                if file_sha256(staged / name) != info["sha256"]:
                     raise ArchiveError(f"{name} in {archive} is damaged (checksum differs)")
-            if target.exists():
-                shutil.rmtree(target)
-            staged.rename(target)
     return target
 
 

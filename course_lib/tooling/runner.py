@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..settings import BUILD_DIR, NOTEBOOKS_DIR
+from ..settings import BUILD_DIR, NOTEBOOKS_DIR, PROFILE_ENV, PROFILES
 
 TIMINGS = NOTEBOOKS_DIR / "timings.json"
 DEFAULT_CELL_TIMEOUT = 1800  # lesson 05 trains in one cell: minutes on a slow laptop
@@ -190,22 +190,42 @@ def main(argv: list[str] | None = None) -> int:
         "--html", action="store_true", help="also export each notebook to build/html/"
     )
     parser.add_argument("--html-dir", type=Path, default=BUILD_DIR / "html", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="full",
+        help="the run profile of the kernels (default full; a slow laptop: --profile quick "
+        "--no-write)",
+    )
     args = parser.parse_args(argv)
-    os.environ.setdefault("COURSE_OFFLINE_GUARD", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    paths = args.notebooks or lesson_notebooks()
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        parser.error(f"no such notebook: {', '.join(missing)}")
-    results = []
-    for path in paths:
-        result, nb = run_notebook(path, args.timeout, write=not args.no_write)
-        results.append(result)
-        status = "ok" if result.ok else f"FAIL: {result.failure}"
-        print(f"{path.name}: {result.seconds:.1f} s, {status}", flush=True)
-        if result.ok and not args.no_write and path.resolve().parent == NOTEBOOKS_DIR:
-            record_timing(result)
-        if args.html:
-            print(f"  html: {export_html(nb, path.name, args.html_dir)}")
+    if args.profile != "full" and not args.no_write:
+        parser.error(
+            "the stored outputs are the full profile's: --profile quick needs --no-write "
+            "(a check that changes no file)"
+        )
+    saved = os.environ.get(PROFILE_ENV)
+    os.environ[PROFILE_ENV] = args.profile  # the kernels inherit it
+    try:
+        os.environ.setdefault("COURSE_OFFLINE_GUARD", "1")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        paths = args.notebooks or lesson_notebooks()
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            parser.error(f"no such notebook: {', '.join(missing)}")
+        results = []
+        for path in paths:
+            result, nb = run_notebook(path, args.timeout, write=not args.no_write)
+            results.append(result)
+            status = "ok" if result.ok else f"FAIL: {result.failure}"
+            print(f"{path.name}: {result.seconds:.1f} s, {status}", flush=True)
+            if result.ok and not args.no_write and path.resolve().parent == NOTEBOOKS_DIR:
+                record_timing(result)
+            if args.html:
+                print(f"  html: {export_html(nb, path.name, args.html_dir)}")
+    finally:
+        if saved is None:
+            os.environ.pop(PROFILE_ENV, None)
+        else:
+            os.environ[PROFILE_ENV] = saved
     print("\n" + timing_table(results))
     return 0 if all(r.ok for r in results) else 1

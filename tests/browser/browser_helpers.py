@@ -124,7 +124,7 @@ def start_jupyterlab(root_dir: Path, work_dir: Path, *, startup_timeout: float =
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",
         # Lessons that train load the model the notebook tests just trained with the same
-        # settings (nbval proved the training); see course_lib.train.train_and_save.
+        # settings (nbval proved the training); see course_lib.finetuned.train_and_save.
         COURSE_REUSE_MODELS="1",
     )
     port = free_port()
@@ -156,6 +156,16 @@ def start_jupyterlab(root_dir: Path, work_dir: Path, *, startup_timeout: float =
         server.stop()
         raise
     return server, base_url
+
+
+def tagged_cells(path: Path, tag: str = "widget") -> list[int]:
+    """Indices (among all cells) of the code cells that carry ``tag``."""
+    cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    return [
+        i
+        for i, cell in enumerate(cells)
+        if cell["cell_type"] == "code" and tag in cell.get("metadata", {}).get("tags", [])
+    ]
 
 
 def notebook_has_widgets(path: Path) -> bool:
@@ -231,14 +241,33 @@ JS_KERNEL_STATUS = f"""() => {{
   return session && session.kernel ? session.kernel.status : 'no kernel';
 }}"""
 
-# Starts "run all cells" and records in window.__courseRun when JupyterLab says it has finished.
-JS_START_RUN_ALL = """async () => {
+# The cells a notebook's widgets need carry this tag: the browser tests run only them (nbval runs
+# every cell), on the models the notebook tests or a session fixture already made.
+WIDGET_TAG = "widget"
+
+# Runs the cells tagged WIDGET_TAG, in order, each to the end before the next; records in
+# window.__courseRun which ran and whether JupyterLab reported success.
+JS_START_TAGGED_RUN = """async (tag) => {
   const app = window.jupyterapp;
-  window.__courseRun = {done: false};
-  await app.commands.execute('notebook:clear-all-cell-outputs');
-  app.commands.execute('notebook:run-all-cells').then(
-    ok => { window.__courseRun = {done: true, ok: ok}; },
-    err => { window.__courseRun = {done: true, ok: false, error: String(err)}; });
+  const notebook = app.shell.currentWidget.content;
+  window.__courseRun = {done: false, ran: []};
+  try {
+    for (let i = 0; i < notebook.widgets.length; i++) {
+      const cell = notebook.widgets[i];
+      const tags = cell.model.getMetadata('tags') || [];
+      if (cell.model.type !== 'code' || !tags.includes(tag)) continue;
+      notebook.activeCellIndex = i;
+      const ok = await app.commands.execute('notebook:run-cell');
+      window.__courseRun.ran.push({cell: i, ok: ok !== false,
+                                   count: cell.model.executionCount});
+      if (ok === false) break;
+    }
+    const ran = window.__courseRun.ran;
+    window.__courseRun = {done: true, ok: ran.length > 0 && ran.every(r => r.ok), ran: ran};
+  } catch (err) {
+    window.__courseRun = {done: true, ok: false, error: String(err),
+                          ran: window.__courseRun.ran};
+  }
 }"""
 
 JS_RUN_FINISHED = "() => window.__courseRun && window.__courseRun.done"

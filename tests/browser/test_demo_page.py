@@ -20,23 +20,16 @@ from course_lib.serving.processes import ServerProcess
 
 TEXT = "The flight was delayed three hours and nobody told us anything. Never again."
 BAR = "#results .prob-bar[data-label]"
-# Training the model when it is missing takes a few minutes on 2 cores (notebook 05, which runs
-# earlier in `make test`, normally leaves it in artifacts/); the server exports ONNX on first use.
+# The session's fine-tuned model (root conftest.py: trained once, whichever test needs it first);
+# the server exports it to ONNX on first use.
 SERVER_START_TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
-def fine_tuned_model():
-    from course_lib.train import finetuned_model
-
-    return finetuned_model()
-
-
-@pytest.fixture(scope="module")
-def demo_server(fine_tuned_model, tmp_path_factory, browser):  # browser: fail fast without Chromium
+def demo_server(finetuned_model_folder, tmp_path_factory, browser):  # browser: fail fast
     # no token: the page must work without one here (ServerProcess drops COURSE_API_TOKEN)
     server = ServerProcess(
-        fine_tuned_model,
+        finetuned_model_folder,
         startup_timeout=SERVER_START_TIMEOUT,
         log_path=tmp_path_factory.mktemp("demo-server") / "serve.log",
     )

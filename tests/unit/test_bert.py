@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from course_lib import artifacts, inspection
 from course_lib import bert as B
-from course_lib import inspection
 from course_lib.data import read_raw_corpus
 from course_lib.models import packaged_model_dir
 from course_lib.multihead import MultiHeadAttention
@@ -178,16 +178,12 @@ def test_loading_fails_loudly_naming_missing_unexpected_and_misshaped(folder, ou
 
 
 def _tiny_config(**changes):
-    base = dict(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=32,
-        max_position_embeddings=20,
-        type_vocab_size=2,
+    """A 2-layer, 4-head tiny BERT with dropout on (as Hugging Face's defaults have it)."""
+    dropout = {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    base = artifacts.tiny_bert_settings(
+        vocab_size=50, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=20
     )
-    return {**base, **changes}
+    return {**base, **dropout, **changes}
 
 
 @pytest.mark.parametrize("act", ["gelu", "relu", "gelu_new"])

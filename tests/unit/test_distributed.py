@@ -1,11 +1,14 @@
-"""course_lib.distributed: the sampler, the launcher, DDP under torchrun against one process."""
+"""course_lib.distributed: DDP's hooks into lesson 05's loop, the launcher, DDP under torchrun
+against one process."""
 
+import json
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
-from course_lib import distributed, sharding, train
+from course_lib import distributed, finetuned, train
 
 TEXTS = [
     "I love this airline",
@@ -24,58 +27,64 @@ LABELS_IDS = [2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0] * 3
 
 
 # --------------------------------------------------------------------------------------------
-# The sampler and the scaling rule live in course_lib.sharding (tests/unit/test_sharding.py)
+# One process: DDP's hooks degrade to lesson 05's plain loop
 # --------------------------------------------------------------------------------------------
-def test_distributed_offers_the_sampler_of_sharding_under_the_same_names():
-    for name in ("batch_parts", "rank_batches", "scaled_hyperparameters", "check_rank_share"):
-        assert getattr(distributed, name) is getattr(sharding, name)
-
-
-# --------------------------------------------------------------------------------------------
-# One process: everything degrades to the plain loop
-# --------------------------------------------------------------------------------------------
-def test_single_process_is_rank_0_of_1_and_collectives_are_identities(monkeypatch):
+def test_single_process_is_rank_0_of_1_and_the_hooks_are_identities(monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
     with distributed.process_group() as info:
         assert (info.rank, info.world_size, info.is_main) == (0, 1, True)
+        ranks = distributed.DDPRanks()
+        assert (ranks.rank, ranks.world_size, ranks.is_main) == (0, 1, True)
         x = torch.tensor([1.5])
-        assert distributed.average(x) is x and distributed.from_main(True) is True
+        assert ranks.average(x) is x and ranks.from_main(True) is True
         model = torch.nn.Linear(2, 2)
-        assert distributed.wrap_model(model) is model
+        assert ranks.wrap(model) is model
     assert distributed.threads_per_rank() is None
     assert distributed.backend_for(cuda=False) == "gloo"
     assert distributed.backend_for(cuda=True) == "nccl"
 
 
-def test_process_group_records_the_error_of_its_rank(monkeypatch, tmp_path):
-    monkeypatch.setenv(distributed.ERROR_DIR_ENV, str(tmp_path))
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    with pytest.raises(KeyError):
-        with distributed.process_group():
-            raise KeyError("no such column")
-    err = distributed.failure_from(tmp_path, 1)
-    assert err.rank == 0 and "KeyError" in str(err) and "no such column" in str(err)
+@pytest.mark.parametrize("accumulation", [1, 3])
+def test_one_rank_gets_the_batches_of_lesson_05s_single_process(accumulation):
+    lengths = [5, 9, 3, 12, 7, 8, 2, 11, 6, 4, 10]
+    config = train.default_config(batch_size=4, grad_accumulation=accumulation)
+    for epoch in (0, 1):
+        assert distributed.DDPRanks().epoch_batches(lengths, config, epoch) == (
+            train.SingleProcess().epoch_batches(lengths, config, epoch)
+        )
 
 
-def test_failure_without_a_record_reads_torchrun_root_cause(tmp_path):
+def test_a_failure_names_the_rank_whose_error_file_is_oldest(tmp_path):
+    """Rank 1 raises; rank 0 then loses its connection to it and fails too, within the same
+    second: the error files' own times say which came first."""
+    for rank, error in ((1, "KeyError: 'no such column'"), (0, "RuntimeError: connection closed")):
+        file = tmp_path / "run_x" / "attempt_0" / str(rank) / "error.json"
+        file.parent.mkdir(parents=True)
+        file.write_text(json.dumps({"message": {"message": error, "extraInfo": {}}}))
+        time.sleep(0.01)
+    err = distributed.failure_from(1, "", tmp_path)
+    assert err.rank == 1 and str(err) == "rank 1 failed: KeyError: 'no such column'"
+
+
+def test_a_failure_without_an_error_file_reads_torchrun_root_cause(tmp_path):
     output = (
         "Root Cause (first observed failure):\n[0]:\n"
         "  rank      : 3 (local_rank: 3)\n  exitcode  : -9 (pid: 1)\n"
+        "  error_file: <N/A>\n  traceback : Signal 9 (SIGKILL) received by PID 1\n"
     )
-    err = distributed.failure_from(tmp_path, 1, output)
+    err = distributed.failure_from(1, output, tmp_path)
     assert err.rank == 3 and "rank 3 failed with exit code -9" in str(err)
-    assert "no rank reported" in str(distributed.failure_from(tmp_path, 1, "nothing useful"))
+    assert "reported no failing rank" in str(distributed.failure_from(1, "nothing useful"))
 
 
 def test_torchrun_command_uses_this_python_and_no_shell():
-    cmd = distributed.torchrun_command(["-m", "course_lib.train"], nproc=3)
+    cmd = distributed.torchrun_command(["-m", "course_lib.distributed", "train"], nproc=3)
     assert cmd[:3] == [__import__("sys").executable, "-m", "torch.distributed.run"]
     assert (
         "--nproc-per-node=3" in cmd
         and "--standalone" in cmd
-        and cmd[-2:] == ["-m", "course_lib.train"]
+        and cmd[-3:] == ["-m", "course_lib.distributed", "train"]
     )
 
 
@@ -130,24 +139,22 @@ def test_gradient_accumulation_equals_the_large_batch():
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_two_processes_give_the_parameters_of_one_process_on_the_same_global_batch(tmp_path):
-    """2 ranks x 8 examples under torchrun against 1 process x 16, both through course_lib.train:
-    the same weights up to float32 reduction order (measured about 1e-8; allowed 1e-5 of the
-    largest weight, while 12 AdamW steps move weights by about 1e-2)."""
+    """2 ranks x 8 examples under torchrun against 1 process x 16, both through lesson 05's
+    recipe (``finetuned.train_and_save``): the same weights up to float32 reduction order
+    (allowed 1e-5 of the largest weight, while 12 AdamW steps move weights by about 1e-2)."""
     tiny = distributed.tiny_bert_folder()
     sets = ["model=" + str(tiny), "train_size=192", "batch_size=16", "evals_per_epoch=1"]
     sets += ["max_length=32", "freeze_layers=0", "lr=1e-3"]
     args = [a for s in sets for a in ("--set", s)]
     distributed.launch(
-        ["-m", "course_lib.train", *args, "--out", str(tmp_path / "ddp")],
+        ["-m", "course_lib.distributed", "train", *args, "--out", str(tmp_path / "ddp")],
         nproc=2,
         timeout_s=240,
         echo=False,
     )
-    assert train.training_summary(tmp_path / "ddp")["world_size"] == 2
-    config = train.replace(
-        train.default_config(), **train.config_overrides(train.default_config(), sets)
-    )
-    train.train_and_save(config, tmp_path / "one", progress=False)
+    assert finetuned.training_summary(tmp_path / "ddp")["world_size"] == 2
+    config = replace(train.default_config(), **train.config_overrides(train.default_config(), sets))
+    finetuned.train_and_save(config, tmp_path / "one", progress=False, reuse=False)
     same = distributed.max_parameter_difference(tmp_path / "ddp", tmp_path / "one")
     moved = distributed.max_parameter_difference(tiny, tmp_path / "one")
     assert same["max_rel"] < 1e-5 and same["max_abs"] < 1e-3 * moved["max_abs"]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from course_lib import gpt
+from course_lib import gpt, gpt_hf, gpt_train
 from course_lib.generation import (
     cache_nbytes,
     check_kv_cache_bytes,
@@ -39,12 +39,12 @@ TEXTS = [
 def pair():
     torch.manual_seed(0)
     ours = gpt.GPT(TINY).eval()
-    return ours, gpt.to_hf(ours)
+    return ours, gpt_hf.to_hf(ours)
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return gpt.train_tokenizer(TEXTS, vocab_size=300)
+    return gpt_train.train_tokenizer(TEXTS, vocab_size=300)
 
 
 def _ids(B=3, L=9, seed=1):
@@ -92,7 +92,7 @@ def test_position_ids_count_real_tokens_only():
 
 def test_name_map_covers_every_parameter_of_both_models(pair):
     ours, hf = pair
-    names = gpt.hf_name_map(TINY.n_layers)
+    names = gpt_hf.hf_name_map(TINY.n_layers)
     assert set(names) == set(ours.state_dict())
     assert set(names.values()) | {"lm_head.weight"} == set(hf.state_dict())
 
@@ -127,7 +127,7 @@ def test_logits_equal_llama_with_left_padding(pair):
 
 def test_from_hf_copies_exactly(pair):
     ours, hf = pair
-    back = gpt.from_hf(hf)
+    back = gpt_hf.from_hf(hf)
     ids = _ids()
     with torch.no_grad():
         assert torch.equal(back(ids).logits, ours(ids).logits)
@@ -157,7 +157,7 @@ def test_perplexity_is_exp_of_the_mean_loss(pair):
 def test_ngram_perplexities_by_hand():
     train = [[1, 3, 2], [1, 3, 2], [1, 4, 2]]
     val = [[1, 3, 2]]
-    got = gpt.ngram_perplexities(train, val, vocab_size=5, k=1.0)
+    got = gpt_train.ngram_perplexities(train, val, vocab_size=5, k=1.0)
     # unigram counts of predicted tokens: 3:2, 4:1, 2:3 (N = 6); p = (c + 1) / (6 + 5)
     uni = math.exp(-(math.log(3 / 11) + math.log(4 / 11)) / 2)
     # bigram: p(3|1) = (2+1)/(3+5), p(2|3) = (2+1)/(2+5)
@@ -274,9 +274,9 @@ def test_tokenizer_adds_bos_lowercases_and_round_trips(tokenizer):
     ids = tokenizer("My Flight")["input_ids"]
     assert ids[0] == tokenizer.bos_token_id == 1
     assert tokenizer.decode(ids, skip_special_tokens=True) == "my flight"
-    rows = gpt.encode_tweets(tokenizer, ["my flight was delayed again"], max_len=64)
+    rows = gpt_train.encode_tweets(tokenizer, ["my flight was delayed again"], max_len=64)
     assert rows[0][0] == 1 and rows[0][-1] == tokenizer.eos_token_id == 2
-    assert len(gpt.encode_tweets(tokenizer, ["my flight was delayed again"], 3)[0]) == 3
+    assert len(gpt_train.encode_tweets(tokenizer, ["my flight was delayed again"], 3)[0]) == 3
 
 
 def test_save_reload_and_pipeline(tmp_path, tokenizer):
@@ -286,8 +286,8 @@ def test_save_reload_and_pipeline(tmp_path, tokenizer):
     model = gpt.GPT(
         gpt.GPTConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2, d_ff=40)
     )
-    folder = gpt.save_pretrained(model, tokenizer, tmp_path / "m", {"config": {}})
-    back, tok = gpt.load_pretrained(folder)
+    folder = gpt_hf.save_pretrained(model, tokenizer, tmp_path / "m", {"config": {}})
+    back, tok = gpt_hf.load_pretrained(folder)
     ids = tok(["my flight"], return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.equal(back(ids).logits, model(ids).logits)
@@ -299,27 +299,27 @@ def test_save_reload_and_pipeline(tmp_path, tokenizer):
 
 
 def test_train_gpt_learns_and_trained_gpt_reuses(tmp_path, monkeypatch, capsys):
-    cfg = gpt.TrainConfig(
+    cfg = gpt_train.GPTTrainConfig(
         vocab_size=300, d_model=32, n_layers=1, n_heads=2, d_ff=40, batch_size=8, steps=20,
         lr=1e-2, warmup_steps=2, eval_every=10, eval_tweets=12,
     )  # fmt: skip
-    model, tok, log = gpt.train_gpt(TEXTS, TEXTS, cfg, progress=False)
+    model, tok, log = gpt_train.train_gpt(TEXTS, TEXTS, cfg, progress=False)
     losses = [e["val_loss"] for e in log["evaluations"]]
     assert len(log["history"]) == 20 and losses[-1] < losses[0]
     folder = tmp_path / "gpt"
-    gpt.save_pretrained(model, tok, folder, {"config": gpt.asdict(cfg)})
+    gpt_hf.save_pretrained(model, tok, folder, {"config": gpt_train.asdict(cfg)})
 
     def no_training(*a, **k):
         raise AssertionError("should have reused the saved model")
 
-    monkeypatch.setattr(gpt, "train_gpt", no_training)
+    monkeypatch.setattr(gpt_train, "train_gpt", no_training)
     monkeypatch.setenv("COURSE_REUSE_MODELS", "1")
-    gpt.trained_gpt(cfg, folder=folder, progress=False)
+    gpt_train.trained_gpt(cfg, folder=folder, progress=False)
     assert "Reused" in capsys.readouterr().out
-    other = gpt.TrainConfig(**{**gpt.asdict(cfg), "steps": 21})
+    other = gpt_train.GPTTrainConfig(**{**gpt_train.asdict(cfg), "steps": 21})
     with pytest.raises(AssertionError, match="reused"):  # a different config trains anew
-        gpt.trained_gpt(other, folder=folder, progress=False)
-    assert json.loads((folder / gpt.SUMMARY_FILE).read_text())["config"]["steps"] == 20
+        gpt_train.trained_gpt(other, folder=folder, progress=False)
+    assert json.loads((folder / gpt_train.SUMMARY_FILE).read_text())["config"]["steps"] == 20
 
 
 def test_widget_generates_three_samples(pair, tokenizer, capsys):

@@ -5,7 +5,7 @@ serve`` process on a loopback port and sends it schema-valid and schema-invalid 
 every check on: no 5xx, every status and body as documented, every schema-valid request accepted
 ("positive data acceptance"), every invalid one refused, the token enforced where the contract
 says so. Four servers: ONNX and PyTorch backends, each with and without a token. Bounded: a fixed
-seed, ``MAX_EXAMPLES`` per operation, and a timeout per run.
+seed, ``MAX_EXAMPLES`` per operation (fewer under the quick profile), and a timeout per run.
 """
 
 import copy
@@ -21,9 +21,10 @@ import pytest
 from tiny_models import artifacts_env, tiny_served_model
 
 from course_lib import serving as S
+from course_lib.settings import by_profile
 
 TOKEN = "fuzz-token-7d1e"
-MAX_EXAMPLES = 40  # per operation; about 105 cases per server in all phases (measured)
+MAX_EXAMPLES = by_profile(full=40, quick=15)  # per operation, in each phase
 CONFIGS = [(backend, token) for backend in S.BACKENDS for token in (None, TOKEN)]
 IDS = [f"{backend}-{'token' if token else 'no-token'}" for backend, token in CONFIGS]
 
@@ -95,10 +96,34 @@ def test_the_server_keeps_its_openapi_contract(config, servers, tmp_path):
     failures = report["failures"] or report["errors"]
     assert report["exit_code"] == 0 and not failures, report["output"][-6000:]
     assert report["complete"] and report["operations"]["tested"] == 3, report["operations"]
-    assert cases["generated"] >= 3 * 20 and cases["errored"] == 0, cases
+    assert cases["generated"] >= 3 * MAX_EXAMPLES // 2 and cases["errored"] == 0, cases
     warned = {name: found for name, found in report["warnings"].items() if found}
     assert not warned, warned  # e.g. a token the contract never asks for, or an unusable regex
     assert server.running(), server.log()[-3000:]
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("config", [name for name, (_, token) in zip(IDS, CONFIGS) if token])
+def test_token_refusals_keep_the_contract(config, servers):
+    """The fuzzer sends its requests with the right token, and a wrong one only as a probe whose
+    answer it does not check against the contract: these requests, with schemathesis' checks."""
+    import schemathesis
+
+    server = servers[config]
+    operation = schemathesis.openapi.from_url(server.url + "/openapi.json")["/predict"]["POST"]
+    for authorization, code, challenge in [
+        (None, "missing_token", "Bearer"),
+        ("Basic dXNlcjpwYXNz", "missing_token", "Bearer"),
+        ("Bearer not-the-token", "invalid_token", 'Bearer error="invalid_token"'),
+        (f"Bearer {server.token}", None, None),
+    ]:
+        headers = {"Authorization": authorization} if authorization else {}
+        case = operation.Case(body={"text": "hi"}, headers=headers, media_type="application/json")
+        response = case.call_and_validate()  # raises on anything the contract does not allow
+        assert response.status_code == (401 if code else 200), authorization
+        if code:
+            assert response.json()["error"] == code, authorization
+            assert response.headers["www-authenticate"] == [challenge], authorization
 
 
 def test_the_contract_says_what_the_server_enforces():
@@ -109,6 +134,7 @@ def test_the_contract_says_what_the_server_enforces():
         predict = spec["paths"]["/predict"]["post"]
         body = predict["requestBody"]
         schema = body["content"]["application/json"]["schema"]
+        assert schema == S.request_model().model_json_schema()  # the model's, not a copy
         assert schema["additionalProperties"] is False and schema["required"] == ["text"]
         one, many = schema["properties"]["text"]["oneOf"]
         assert (one["minLength"], one["maxLength"], one["pattern"]) == (1, S.MAX_TEXT_CHARS, r"\S")
@@ -116,7 +142,8 @@ def test_the_contract_says_what_the_server_enforces():
         assert body["x-max-body-bytes"] == S.MAX_BODY_BYTES
         documented = set(predict["responses"])
         expected = {str(s) for s, _, _ in S.ERRORS} | {"200"}
-        assert documented == (expected if token else expected - {"401", "403"}), documented
+        assert documented == (expected if token else expected - {"401"}), documented
+        assert "403" not in documented  # RFC 6750: a wrong token is a 401 too
         for status, response in predict["responses"].items():
             errors = response["content"]["application/json"]["schema"]
             if status != "200":
@@ -128,6 +155,9 @@ def test_the_contract_says_what_the_server_enforces():
         if token:
             scheme = spec["components"]["securitySchemes"]["bearerAuth"]
             assert scheme == {"type": "http", "scheme": "bearer"}
+            challenge = predict["responses"]["401"]["headers"]["WWW-Authenticate"]
+            assert challenge["required"] is True
+            assert challenge["schema"]["enum"] == ["Bearer", 'Bearer error="invalid_token"']
 
 
 @contextmanager
@@ -162,7 +192,7 @@ def test_the_fuzzer_catches_a_contract_that_allows_empty_texts(tmp_path):
     broken = copy.deepcopy(app.openapi())
     request = broken["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     one, many = request["schema"]["properties"]["text"]["oneOf"]
-    for text in (one, many["items"]):  # (the same dict twice: the contract reuses it)
+    for text in (one, many["items"]):
         text.pop("minLength", None), text.pop("pattern", None)
     app.openapi = lambda: broken
     with served_in_a_thread(app) as url:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tiny_models import tiny_classifier
 
 from course_lib import artifacts, measuring, metrics
+from course_lib import inference as I
 from course_lib import optimize as O
 from course_lib import settings as course_settings
 
@@ -36,7 +37,7 @@ def out_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def onnx_paths(tiny, out_dir):
-    return O.onnx_files(tiny, out_dir)
+    return I.onnx_files(tiny, out_dir)
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +62,21 @@ def hf_logits(reference, texts):
 
 def test_softmax_rows_sum_to_one_and_match_torch():
     z = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32) * 30
-    p = O.softmax_rows(z)
+    p = I.softmax_rows(z)
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(p, torch.softmax(torch.from_numpy(z), -1).numpy(), atol=1e-6)
 
 
 def test_tokenize_shapes_and_bad_input(reference):
-    batch = O.tokenize(reference[1], TEXTS)
+    batch = I.tokenize(reference[1], TEXTS)
     assert set(batch) == {"input_ids", "attention_mask"}
     assert batch["input_ids"].shape == batch["attention_mask"].shape
     assert batch["input_ids"].shape[0] == len(TEXTS) and batch["input_ids"].dtype == np.int64
-    long = O.tokenize(reference[1], ["word " * 500])
+    long = I.tokenize(reference[1], ["word " * 500])
     assert long["input_ids"].shape[1] == course_settings.MAX_TOKENS
     for bad in ([], "a bare string"):
         with pytest.raises(ValueError, match="non-empty list"):
-            O.tokenize(reference[1], bad)
+            I.tokenize(reference[1], bad)
 
 
 def test_labels_of_reads_id2label(tiny, tmp_path):
@@ -85,7 +86,7 @@ def test_labels_of_reads_id2label(tiny, tmp_path):
 
 
 def test_eager_fp32_matches_hugging_face(tiny, reference):
-    v = O.eager_fp32(tiny)
+    v = I.eager_fp32(tiny)
     np.testing.assert_allclose(v.logits(TEXTS), hf_logits(reference, TEXTS), atol=1e-5)
     assert v.size_bytes == (tiny / "model.safetensors").stat().st_size
     probs = v.predict_proba(TEXTS)
@@ -107,7 +108,7 @@ def test_onnx_export_has_dynamic_batch_and_sequence_axes(onnx_paths):
 
 @pytest.fixture(scope="module")
 def onnx_fp32_variant(onnx_paths, reference):
-    return O.onnx_variant("onnx fp32", onnx_paths[0], reference[1])
+    return I.onnx_variant("onnx fp32", onnx_paths[0], reference[1])
 
 
 @settings(max_examples=10, deadline=None)
@@ -123,7 +124,7 @@ def test_onnx_fp32_matches_eager_for_any_batch_and_length(onnx_fp32_variant, ref
 def test_onnx_int8_is_smaller_and_close(onnx_paths, reference):
     fp32, int8 = onnx_paths
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size
-    v = O.onnx_variant("onnx int8", int8, reference[1])
+    v = I.onnx_variant("onnx int8", int8, reference[1])
     got, want = v.logits(TEXTS), hf_logits(reference, TEXTS)
     spread = np.abs(want).max()
     assert np.abs(got - want).max() < 0.1 * spread + 1e-3, (got, want)
@@ -131,7 +132,7 @@ def test_onnx_int8_is_smaller_and_close(onnx_paths, reference):
 
 def test_onnx_files_are_cached(tiny, out_dir, onnx_paths):
     before = [p.stat().st_mtime_ns for p in onnx_paths]
-    again = O.onnx_files(tiny, out_dir)
+    again = I.onnx_files(tiny, out_dir)
     assert again == onnx_paths and [p.stat().st_mtime_ns for p in again] == before
 
 
@@ -150,7 +151,7 @@ def test_onnx_variant_rejects_wrong_inputs(tmp_path, reference):
         str(path),
     )
     with pytest.raises(ValueError, match="expected"):
-        O.onnx_variant("wrong", path, reference[1])
+        I.onnx_variant("wrong", path, reference[1])
 
 
 def test_torch_dynamic_int8_quantises_every_linear(tiny, out_dir, reference):
@@ -220,7 +221,7 @@ def test_percentile_and_its_error():
 
 
 def test_measure_one_row_per_variant(tiny, onnx_paths, reference):
-    variants = [O.eager_fp32(tiny), O.onnx_variant("onnx int8", onnx_paths[1], reference[1])]
+    variants = [I.eager_fp32(tiny), I.onnx_variant("onnx int8", onnx_paths[1], reference[1])]
     labels = [i % 3 for i in range(len(TEXTS))]
     rows = measuring.measure(
         variants, TEXTS, labels, latency_rounds=6, warmup=1, batch_size=4, progress=False
@@ -254,7 +255,7 @@ def test_measure_one_row_per_variant(tiny, onnx_paths, reference):
 
 
 def test_measure_rejects_bad_arguments(tiny):
-    v = O.eager_fp32(tiny)
+    v = I.eager_fp32(tiny)
     with pytest.raises(ValueError):
         measuring.measure([], TEXTS, [0] * len(TEXTS))
     with pytest.raises(ValueError, match="equal length"):
@@ -266,13 +267,13 @@ def test_measure_rejects_bad_arguments(tiny):
 def test_artifacts_dir_and_fingerprint(tmp_path, monkeypatch, tiny):
     monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path / "art"))
     assert course_settings.artifacts_dir() == tmp_path / "art"
-    assert O.cache_dir_for(tiny).parent == tmp_path / "art" / "optimize"
-    first = O.weights_fingerprint(tiny)
+    assert I.cache_dir_for(tiny).parent == tmp_path / "art" / "optimize"
+    first = I.weights_fingerprint(tiny)
     weights = tiny / "model.safetensors"
     st_ = weights.stat()
     os.utime(weights, ns=(st_.st_atime_ns, st_.st_mtime_ns + 1_000_000_000))
     try:
-        assert O.weights_fingerprint(tiny) != first, (
+        assert I.weights_fingerprint(tiny) != first, (
             "retrained weights must not reuse a stale export"
         )
     finally:

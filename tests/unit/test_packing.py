@@ -4,7 +4,7 @@ import zipfile
 import pytest
 import torch
 
-from course_lib import artifacts, train
+from course_lib import artifacts, finetuned
 from course_lib.tooling import packing
 
 
@@ -17,12 +17,7 @@ def tiny_model(tmp_path_factory):
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"]))
     config = BertConfig(
-        vocab_size=7,
-        hidden_size=8,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        max_position_embeddings=16,
+        **artifacts.tiny_bert_settings(vocab_size=7, hidden_size=8, max_position_embeddings=16),
         num_labels=3,
     )
     torch.manual_seed(0)
@@ -53,9 +48,9 @@ def test_pack_then_unpack_gives_the_same_model_and_lessons_skip_training(
     assert torch.equal(_logits(tiny_model), _logits(target))
     # What lessons 06-10 call: with the model unpacked it is found, and nothing trains.
     monkeypatch.setenv("COURSE_ARTIFACTS", str(artifacts))
-    monkeypatch.setattr(train, "train_and_save", lambda *a, **k: pytest.fail("trained"))
-    assert train.finetuned_model(train_if_missing=True) == target
-    assert train.training_summary(target)["test"]["macro_f1"] == 0.5
+    monkeypatch.setattr(finetuned, "train_and_save", lambda *a, **k: pytest.fail("trained"))
+    assert finetuned.finetuned_model(train_if_missing=True) == target
+    assert finetuned.training_summary(target)["test"]["macro_f1"] == 0.5
 
 
 def test_unpack_refuses_to_replace_a_model_unless_forced(tiny_model, tmp_path):

@@ -52,8 +52,7 @@ def test_attention_grid_shares_one_scale_and_one_colourbar():
 
 
 def test_attention_cost_figure_draws_the_width_independent_weights_once():
-    from course_lib.multihead import attention_cost
-    from course_lib.plots import attention_cost_figure
+    from course_lib.multihead import attention_cost, attention_cost_figure
 
     lengths, widths = [16, 64, 256], [96, 192]
     fig = attention_cost_figure(lengths, widths)
@@ -69,7 +68,7 @@ def test_attention_cost_figure_draws_the_width_independent_weights_once():
 
 
 def test_position_similarity_figure_one_scale_and_a_curve_per_table():
-    from course_lib.plots import position_similarity_figure
+    from course_lib.positional import position_similarity_figure
 
     fig = position_similarity_figure({"a": torch.eye(6), "b": torch.ones(6, 6)})
     maps = [ax for ax in fig.axes if ax.get_images()]
@@ -84,8 +83,7 @@ def test_position_similarity_figure_one_scale_and_a_curve_per_table():
 
 
 def test_sinusoid_explorer_figure_marks_the_chosen_positions_and_checks_its_inputs():
-    from course_lib.plots import sinusoid_explorer_figure
-    from course_lib.positional import sinusoidal_encoding
+    from course_lib.positional import sinusoid_explorer_figure, sinusoidal_encoding
 
     pe = sinusoidal_encoding(40, 8)
     fig = sinusoid_explorer_figure(pe, position=3, pair=1, shift=5, n_shown=30)

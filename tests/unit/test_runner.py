@@ -110,11 +110,11 @@ def test_timing_table_and_recorded_timings(tmp_path):
     assert list(saved) == ["01_a.ipynb", "05_x.ipynb"] and saved["01_a.ipynb"]["seconds"] == 2.0
 
 
-def test_execute_notebooks_tool_is_the_runner():
-    from pathlib import Path
-
-    tool = Path(runner.__file__).resolve().parents[2] / "tools" / "execute_notebooks.py"
-    assert "from course_lib.tooling.runner import main" in tool.read_text()
+def test_the_stored_outputs_are_written_under_the_full_profile_only(tmp_path, capsys):
+    nb = _notebook(tmp_path / "01_a.ipynb", "print(1)")
+    with pytest.raises(SystemExit):
+        runner.main([str(nb), "--profile", "quick"])
+    assert "--profile quick needs --no-write" in capsys.readouterr().err
 
 
 def test_run_rejects_a_missing_notebook(tmp_path, capsys):

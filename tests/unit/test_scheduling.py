@@ -1,4 +1,5 @@
-"""How ``make test`` shares two workers: what must stay together, and in which order."""
+"""How ``make test`` shares two workers: which tests stay together, and in which order the files
+are handed out."""
 
 import importlib.util
 import re
@@ -18,52 +19,32 @@ def _root_conftest():
 conftest = _root_conftest()
 
 
-def test_a_notebooks_cells_stay_in_one_scope():
-    cells = [f"notebooks/02_multi_head_attention::ipynb::Cell {i}" for i in range(30)]
-    assert {conftest.scope_of(c) for c in cells} == {"notebooks/02_multi_head_attention"}
-
-
-def test_a_test_module_is_one_scope():
+def test_the_long_notebooks_are_handed_out_first_and_the_rest_keep_their_order():
     ids = [
-        "tests/unit/test_bert.py::test_a",
-        "tests/unit/test_bert.py::TestX::test_b[case-1]",
-        # a unit test parametrised by a notebook's name is not pulled into a model chain
-        "tests/unit/test_bert.py::test_c[05_fine_tuning.ipynb]",
+        "tests/unit/test_attention.py::test_a",
+        "notebooks/01_attention.ipynb::Cell 0",
+        "notebooks/09_text_generation.ipynb::Cell 0",
+        "notebooks/05_fine_tuning.ipynb::Cell 0",
+        "tests/browser/test_jupyterlab.py::test_notebook_in_jupyterlab[05_fine_tuning]",
     ]
-    assert {conftest.scope_of(i) for i in ids} == {"tests/unit/test_bert.py"}
+    ordered = sorted(ids, key=conftest.run_order)
+    assert ordered[:2] == ids[3:1:-1]  # 05 before 09
+    assert ordered[2:] == [ids[0], ids[1], ids[4]]
 
 
-def test_tests_that_reuse_lesson_05s_model_share_its_chain():
-    chain = {
-        conftest.scope_of(i)
-        for i in (
-            "notebooks/05_fine_tuning::ipynb::Cell 40",
-            "notebooks/06_optimization::ipynb::Cell 2",
-            "notebooks/07_deployment::ipynb::Cell 3",
-            "notebooks/10_hackathon::ipynb::Cell 5",
-            "tests/browser/test_demo_page.py::test_demo_page_predicts",
-            "tests/browser/test_jupyterlab.py::test_notebook_in_jupyterlab[05_fine_tuning]",
-        )
-    }
-    assert chain == {"chain:finetuned-minilm"}
-    gpt = {
-        conftest.scope_of(i)
-        for i in (
-            "notebooks/09_text_generation::ipynb::Cell 12",
-            "tests/browser/test_jupyterlab.py::test_notebook_in_jupyterlab[09_text_generation]",
-        )
-    }
-    assert gpt == {"chain:gpt-tweets"}
-    # a notebook that only opens in the browser needs no model: it runs anywhere
-    assert (
-        conftest.scope_of("tests/browser/test_jupyterlab.py::test_notebook_in_jupyterlab[01_x]")
-        == "tests/browser/test_jupyterlab.py"
-    )
-
-
-def test_make_test_collects_the_training_notebooks_before_the_browser_tests():
-    """A chain runs in collection order, so notebooks (which train) must come before
-    tests/browser (which reuse) on the pytest command line."""
+def test_make_test_uses_xdists_documented_file_distribution_and_the_quick_profile():
     makefile = (ROOT / "Makefile").read_text()
+    # loadfile: a notebook's cells (nbval node ids "notebooks/NN_x::ipynb::Cell k") and a test
+    # module's tests stay on one worker; files go out in the order conftest.py sets
+    assert re.search(
+        r"^PYTEST_FLAGS \?= -n 2 --dist loadfile --no-loadscope-reorder$", makefile, re.M
+    )
     command = re.search(r"^test:.*\n\t(.+)$", makefile, re.M)[1]
-    assert command.index(" notebooks") < command.index(" tests/browser"), command
+    assert command.startswith("COURSE_PROFILE=quick ")
+    full = re.search(r"^test-full:.*\n\t(.+)$", makefile, re.M)[1]
+    assert full == command.replace("COURSE_PROFILE=quick", "COURSE_PROFILE=full")
+    assert "_split_scope" not in (ROOT / "conftest.py").read_text()  # no private xdist API
+
+
+def test_pytests_cache_is_on_so_that_last_failed_works():
+    assert "no:cacheprovider" not in (ROOT / "pyproject.toml").read_text()

@@ -1,4 +1,5 @@
-"""course_lib.serving.validation: the request checks, and the schema that says the same."""
+"""course_lib.serving.validation and .auth: the request model, its checks in the service's error
+codes, the schema that says the same, and the token."""
 
 import json
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from course_lib.serving import auth as A
 from course_lib.serving import bad_requests as C
 from course_lib.serving import validation as V
 
@@ -31,7 +33,7 @@ EXPECTED = {
     "unknown path": (404, "not_found"),
     "wrong method": (405, "method_not_allowed"),
     "missing token": (401, "missing_token"),
-    "wrong token": (403, "wrong_token"),
+    "wrong token": (401, "invalid_token"),
 }
 
 
@@ -63,20 +65,22 @@ def test_every_error_code_of_the_catalogue_is_in_the_published_table():
         assert (status, code) in published or (str(status), code) in routing, (status, code)
 
 
-def test_token_check():
-    V.check_token(None, None)  # no token on the server: anything goes
-    for header, status in [
-        (None, 401),
-        ("Basic abc", 401),
-        ("Bearer", 401),
-        ("Bearer ", 401),
-        ("secret", 401),
-        ("Bearer secretx", 403),
+def test_token_check_answers_as_rfc_6750_says():
+    """401 both ways; the challenge names invalid_token only when a token was sent."""
+    A.check_token(None, None)  # no token on the server: anything goes
+    for sent, code, challenge in [
+        (None, "missing_token", "Bearer"),
+        ("", "missing_token", "Bearer"),
+        ("secretx", "invalid_token", 'Bearer error="invalid_token"'),
+        ("secre", "invalid_token", 'Bearer error="invalid_token"'),
+        ("\xff\xfe", "invalid_token", 'Bearer error="invalid_token"'),  # latin-1 header bytes
     ]:
         with pytest.raises(V.ApiError) as err:
-            V.check_token("secret", header)
-        assert err.value.status == status and err.value.headers == {"WWW-Authenticate": "Bearer"}
-    V.check_token("secret", "bearer secret")
+            A.check_token("secret", sent)
+        assert (err.value.status, err.value.code) == (401, code), sent
+        assert err.value.headers == {"WWW-Authenticate": challenge}, sent
+    A.check_token("secret", "secret")
+    assert A.CHALLENGES == ["Bearer", 'Bearer error="invalid_token"']
 
 
 def test_worst_case_valid_body_fits_under_the_body_limit():
@@ -107,7 +111,7 @@ requests = st.one_of(
 @given(requests)
 def test_the_request_schema_accepts_exactly_what_the_server_accepts(payload):
     """Small limits, so that the hypothesis strategies reach both sides of each one."""
-    schema = V.predict_request_schema(max_texts=3, max_chars=8)
+    schema = V.request_model(max_texts=3, max_chars=8).model_json_schema()
     by_schema = jsonschema.Draft202012Validator(schema).is_valid(payload)
     try:
         accepted = V.validate_texts(payload, max_texts=3, max_chars=8)
@@ -120,7 +124,7 @@ def test_the_request_schema_accepts_exactly_what_the_server_accepts(payload):
 
 
 def test_the_schema_and_the_checker_agree_at_the_real_limits():
-    schema = jsonschema.Draft202012Validator(V.predict_request_schema())
+    schema = jsonschema.Draft202012Validator(V.request_model().model_json_schema())
     n, c = V.MAX_TEXTS, V.MAX_TEXT_CHARS
     for payload, ok in [
         ({"text": ["a"] * n}, True),
@@ -138,7 +142,106 @@ def test_the_schema_and_the_checker_agree_at_the_real_limits():
             assert not ok, payload
 
 
+def test_one_request_model_per_pair_of_limits():
+    assert V.request_model(3, 8) is V.request_model(3, 8)
+    assert V.request_model(3, 8) is not V.request_model(4, 8)
+    text = V.request_model(3, 8).model_json_schema()["properties"]["text"]
+    one, many = text["oneOf"]
+    assert (one["maxLength"], many["maxItems"], many["items"]) == (8, 3, one)
+    assert V.validate_texts({"text": ["a"] * 4}, max_texts=4, max_chars=8) == ["a"] * 4
+    with pytest.raises(V.ApiError, match="the limit is 3 per request"):
+        V.validate_texts({"text": ["a"] * 4}, max_texts=3, max_chars=8)
+
+
+def test_every_pydantic_error_maps_to_a_published_code():
+    published = {code for status, code, _ in V.ERRORS if status == 422}
+    assert {code for code, _ in V._PYDANTIC_ERRORS.values()} == published
+
+
+# The messages name the place and the limit (lesson 07 prints them). Each body breaks one rule,
+# or two where the order matters (first the body, then the list, then its items in order).
+MESSAGES = [
+    (["hello"], 'the body must be a JSON object like {"text": "..."}, got a JSON array'),
+    ({}, "missing field 'text' (a string or a list of strings)"),
+    ({"lang": "en", "b": 1}, "unknown field(s) ['b', 'lang']; the only field is 'text'"),
+    ({"text": None}, "'text' must be a string or a list of strings, got a JSON null"),
+    ({"text": ["ok", 3, ""]}, "text[1] must be a string, got a JSON number"),
+    ({"text": ["ok", " ", 3]}, "text[1] is empty or only whitespace"),
+    ({"text": []}, "'text' is an empty list; send at least one text"),
+    ({"text": ["hi", 5, "", "x"]}, "'text' holds 4 texts; the limit is 3 per request"),
+    (
+        {"text": "a" * 9},
+        "text has 9 characters; the limit is 8 (longer texts are rejected, not truncated)",
+    ),
+    (
+        {"text": ["a", "b\udc00"]},
+        "text[1] contains a lone surrogate (\\ud800-\\udfff), which is not a character",
+    ),
+]
+
+
+@pytest.mark.parametrize("payload, message", MESSAGES)
+def test_refusals_say_what_is_wrong_and_where(payload, message):
+    with pytest.raises(V.ApiError) as err:
+        V.validate_texts(payload, max_texts=3, max_chars=8)
+    assert err.value.status == 422 and err.value.message == message
+
+
+def hand_written(payload, max_texts=V.MAX_TEXTS, max_chars=V.MAX_TEXT_CHARS):
+    """A learner's solution of lesson 07's exercise, written without Pydantic."""
+    if not isinstance(payload, dict):
+        raise V.ApiError(422, "invalid_request", "not an object")
+    if set(payload) - {"text"}:
+        raise V.ApiError(422, "unknown_field", "only 'text'")
+    if "text" not in payload:
+        raise V.ApiError(422, "invalid_request", "no 'text'")
+    texts = [payload["text"]] if isinstance(payload["text"], str) else payload["text"]
+    if not isinstance(texts, list):
+        raise V.ApiError(422, "invalid_request", "not a string or a list")
+    if not texts:
+        raise V.ApiError(422, "empty_list", "empty list")
+    if len(texts) > max_texts:
+        raise V.ApiError(422, "too_many_texts", "too many")
+    for t in texts:
+        if not isinstance(t, str):
+            raise V.ApiError(422, "invalid_request", "not a string")
+        if not t.strip():
+            raise V.ApiError(422, "empty_text", "blank")
+        if len(t) > max_chars:
+            raise V.ApiError(422, "text_too_long", "too long")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise V.ApiError(422, "invalid_text", "lone surrogate") from None
+    return list(texts)
+
+
+def outcome(fn, payload, **limits):
+    try:
+        return fn(payload, **limits)
+    except V.ApiError as err:
+        return err.status, err.code
+
+
+with_surrogates = texts | st.sampled_from(["\ud800", "ok\udfff"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    json_values
+    | st.fixed_dictionaries({"text": with_surrogates | st.lists(with_surrogates, max_size=5)})
+    | st.fixed_dictionaries({"text": with_surrogates}, optional={"x": json_values})
+)
+def test_the_model_gives_the_codes_of_a_hand_written_solution(payload):
+    """The same outcome, accepted or refused with which code, for any body each rule breaks."""
+    limits = {"max_texts": 3, "max_chars": 8}
+    assert outcome(V.validate_texts, payload, **limits) == outcome(hand_written, payload, **limits)
+
+
 def test_check_request_texts_accepts_the_server_and_explains_mistakes(capsys):
+    assert V.check_request_texts(hand_written) is hand_written
+    assert "[correct]" in capsys.readouterr().out
+
     assert V.check_request_texts(V.validate_texts) is V.validate_texts
     assert "[correct]" in capsys.readouterr().out
 

@@ -9,7 +9,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_lib import artifacts, batching, learning_curves, metrics, train, train_checks
+from course_lib import (
+    artifacts,
+    batching,
+    finetuned,
+    learning_curves,
+    metrics,
+    schedules,
+    train,
+    train_checks,
+)
 from course_lib import settings as course_settings
 from course_lib.data import LABELS
 
@@ -38,9 +47,8 @@ def tiny_run():
         LABELS_IDS,
         TEXTS[:6],
         LABELS_IDS[:6],
-        train.default_config(batch_size=8, train_size=None, evals_per_epoch=1),
+        train.default_config(batch_size=8, train_size=None, evals_per_epoch=1, max_steps=3),
         progress=False,
-        max_steps=3,
     )
 
 
@@ -112,7 +120,7 @@ def test_warmup_linear_matches_transformers(total, ratio):
     sched = get_linear_schedule_with_warmup(opt, warmup, total)
     for step in range(total + 1):
         assert opt.param_groups[0]["lr"] == pytest.approx(
-            train.warmup_linear_factor(step, warmup, total), abs=1e-12
+            schedules.warmup_linear_factor(step, warmup, total), abs=1e-12
         )
         opt.step()
         sched.step()
@@ -120,7 +128,7 @@ def test_warmup_linear_matches_transformers(total, ratio):
 
 def test_warmup_rejects_bad_arguments():
     with pytest.raises(ValueError, match="total_steps > 0"):
-        train.warmup_linear_factor(0, 0, 0)
+        schedules.warmup_linear_factor(0, 0, 0)
 
 
 # ---------------------------------------------------------------------------------------- metrics
@@ -221,15 +229,15 @@ def test_save_is_atomic_on_failure(tiny_run, tmp_path, monkeypatch):
 def test_finetuned_model_uses_cache_and_says_when_missing(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_ARTIFACTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="Run lesson 05"):
-        train.finetuned_model(train_if_missing=False)
-    (tmp_path / train.DEFAULT_MODEL_NAME).mkdir()  # a half-written folder does not count
-    (tmp_path / train.DEFAULT_MODEL_NAME / "config.json").write_text("{}")
+        finetuned.finetuned_model(train_if_missing=False)
+    (tmp_path / finetuned.DEFAULT_MODEL_NAME).mkdir()  # a half-written folder does not count
+    (tmp_path / finetuned.DEFAULT_MODEL_NAME / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError):
-        train.finetuned_model(train_if_missing=False)
+        finetuned.finetuned_model(train_if_missing=False)
     artifacts.save_classifier(
-        tiny_run.model, tiny_run.tokenizer, tmp_path / train.DEFAULT_MODEL_NAME
+        tiny_run.model, tiny_run.tokenizer, tmp_path / finetuned.DEFAULT_MODEL_NAME
     )
-    assert train.finetuned_model() == tmp_path / train.DEFAULT_MODEL_NAME
+    assert finetuned.finetuned_model() == tmp_path / finetuned.DEFAULT_MODEL_NAME
 
 
 def test_artifacts_dir_is_repo_root_and_ignored(monkeypatch):
@@ -240,21 +248,41 @@ def test_artifacts_dir_is_repo_root_and_ignored(monkeypatch):
 
 
 def test_full_setting_from_environment(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "full")
     monkeypatch.delenv("COURSE_FULL", raising=False)
     assert train.config_from_env() == train.default_config()
     monkeypatch.setenv("COURSE_FULL", "1")
     cfg = train.config_from_env()
     assert cfg == train.full_config() and cfg.train_size is None and cfg.freeze_layers == 0
     monkeypatch.setenv("COURSE_FULL", "0")
-    assert not train.full_requested()
+    assert not course_settings.full_training_requested()
 
 
-def test_recorded_full_run_agrees_with_the_split_and_itself():
+def test_the_profile_sets_how_long_the_default_and_full_settings_train(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    full_default, full_full = train.default_config(), train.full_config()
+    monkeypatch.setenv("COURSE_PROFILE", "quick")
+    quick_default, quick_full = train.default_config(), train.full_config()
+    assert (full_default.train_size, quick_default.train_size) == (8000, 3000)
+    assert quick_default.val_size == 500 and full_default.val_size is None
+    assert full_full.train_size is None and full_full.epochs == 3
+    assert quick_full.train_size == 4000 and quick_full.epochs == 1
+    # the recipe is the same under both profiles; only its length changes
+    for a, b in ((full_default, quick_default), (full_full, quick_full)):
+        assert (a.lr, a.freeze_layers, a.batch_size) == (b.lr, b.freeze_layers, b.batch_size)
+    monkeypatch.setenv("COURSE_PROFILE", "fast")
+    with pytest.raises(ValueError, match="COURSE_PROFILE='fast' is not a profile"):
+        train.default_config()
+
+
+def test_recorded_full_run_agrees_with_the_split_and_itself(monkeypatch):
     """The FULL numbers the notebook and README quote come from this record; check it is the FULL
-    setting on today's split and that its metrics are consistent with its own confusion matrix."""
+    setting (of the full profile) on today's split and that its metrics are consistent with its
+    own confusion matrix."""
     from course_lib.data import load_split
 
-    record = train.recorded_full_run()
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    record = finetuned.recorded_full_run()
     report, cfg = record["report"], train.full_config()
     assert report["setting"] == "FULL" and "--full" in record["command"]
     assert report["train_examples"] == len(load_split("train")[0])
@@ -296,11 +324,11 @@ def test_checkers_accept_reference_and_reject_wrong(capsys):
     def unsolved(*a):
         raise NotImplementedError
 
-    assert train_checks.check_warmup_linear_factor(unsolved) is train.warmup_linear_factor
+    assert train_checks.check_warmup_linear_factor(unsolved) is schedules.warmup_linear_factor
     assert "[skipped]" in capsys.readouterr().out
     assert (
-        train_checks.check_warmup_linear_factor(train.warmup_linear_factor)
-        is train.warmup_linear_factor
+        train_checks.check_warmup_linear_factor(schedules.warmup_linear_factor)
+        is schedules.warmup_linear_factor
     )
 
 
@@ -387,9 +415,11 @@ def test_early_stopping_keeps_the_best_weights(monkeypatch):
 
 
 def test_experiments_never_overwrite_the_default_model():
-    assert train.default_folder_for(train.default_config()).name == train.DEFAULT_MODEL_NAME
-    assert train.default_folder_for(train.full_config()).name == train.FULL_MODEL_NAME
-    assert train.default_folder_for(train.default_config(lr=1e-4)).name == "minilm-tweets-custom"
+    assert finetuned.default_folder_for(train.default_config()).name == finetuned.DEFAULT_MODEL_NAME
+    assert finetuned.default_folder_for(train.full_config()).name == finetuned.FULL_MODEL_NAME
+    assert (
+        finetuned.default_folder_for(train.default_config(lr=1e-4)).name == "minilm-tweets-custom"
+    )
 
 
 def test_reuse_loads_only_a_model_trained_with_the_same_config(tiny_run, tmp_path):
@@ -406,11 +436,11 @@ def test_reuse_loads_only_a_model_trained_with_the_same_config(tiny_run, tmp_pat
         "stopped_early": False,
     }
     folder = artifacts.save_classifier(tiny_run.model, tiny_run.tokenizer, tmp_path / "m", summary)
-    reused = train._reused_result(config, folder)
+    reused = finetuned._reused_result(config, folder)
     assert reused is not None and reused.history == tiny_run.history
     assert torch.equal(reused.model.classifier.weight, tiny_run.model.classifier.weight)
-    assert train._reused_result(train.default_config(lr=1e-3), folder) is None
-    assert train._reused_result(config, tmp_path / "missing") is None
+    assert finetuned._reused_result(train.default_config(lr=1e-3), folder) is None
+    assert finetuned._reused_result(config, tmp_path / "missing") is None
 
 
 # ---------------------------------------------------------------------------------------- the step
@@ -487,11 +517,14 @@ def test_fine_tune_takes_exactly_training_steps(tmp_path):
 
     folder = distributed.tiny_bert_folder(tmp_path / "tiny")
     cfg = train.default_config(
-        model=str(folder), batch_size=4, train_size=None, evals_per_epoch=1, freeze_layers=1
+        model=str(folder),
+        batch_size=4,
+        train_size=None,
+        evals_per_epoch=1,
+        freeze_layers=1,
+        max_steps=3,
     )
-    run = train.fine_tune(
-        TEXTS, LABELS_IDS, TEXTS[:4], LABELS_IDS[:4], cfg, progress=False, max_steps=3
-    )
+    run = train.fine_tune(TEXTS, LABELS_IDS, TEXTS[:4], LABELS_IDS[:4], cfg, progress=False)
 
     torch.manual_seed(cfg.seed)
     model, tok = train.load_pretrained_classifier(cfg.model)
@@ -504,7 +537,7 @@ def test_fine_tune_takes_exactly_training_steps(tmp_path):
     optimizer = train.make_optimizer(model, cfg.lr, cfg.weight_decay)
     warmup = round(cfg.warmup_ratio * 3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: train.warmup_linear_factor(s, warmup, 3)
+        optimizer, lambda s: schedules.warmup_linear_factor(s, warmup, 3)
     )
     losses = [
         train.training_step(

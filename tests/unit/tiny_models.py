@@ -19,28 +19,14 @@ def tiny_classifier(
     Same format as the fine-tuned model (``save_pretrained`` + tokenizer + ``id2label``), built
     in about a second. Its predictions are meaningless; tests use it for everything but accuracy.
     """
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from course_lib.artifacts import save_tiny_bert
 
-    from course_lib.models import packaged_model_dir
-
-    folder = Path(folder)
-    tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden_size,
-        max_position_embeddings=512,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
+    extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels))}
+    extra["label2id"] = {name: i for i, name in enumerate(labels)}
+    size = {"hidden_size": hidden_size, "intermediate_size": 2 * hidden_size}
+    return save_tiny_bert(
+        folder, seed, num_hidden_layers=num_layers, max_position_embeddings=512, **size, **extra
     )
-    torch.manual_seed(seed)
-    BertForSequenceClassification(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def tiny_served_model(root: Path) -> Path:
@@ -49,11 +35,11 @@ def tiny_served_model(root: Path) -> Path:
     Sets ``COURSE_ARTIFACTS`` (inherited by server subprocesses, which then find the export);
     the caller restores it (see ``artifacts_env``).
     """
-    from course_lib import optimize
+    from course_lib import inference
 
     os.environ["COURSE_ARTIFACTS"] = str(root / "artifacts")
     folder = tiny_classifier(root / "tiny-model")
-    optimize.onnx_files(folder)  # export once, here
+    inference.onnx_files(folder)  # export once, here
     return folder
 
 
