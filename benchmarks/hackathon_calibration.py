@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from course_lib.finetuned import finetuned_model
 from course_lib.hackathon import challenge as C
 from course_lib.hackathon import devset
 from course_lib.hackathon.fairplay import agreement
@@ -42,7 +43,6 @@ from course_lib.hackathon.services import query_service
 from course_lib.hackathon.split import public_private
 from course_lib.hackathon.starter import model_submission, starter_submission
 from course_lib.serving.processes import ServerProcess
-from course_lib.train import finetuned_model
 
 
 def scores(predict_proba, dev, challenge, public, private, weights=None) -> dict:
