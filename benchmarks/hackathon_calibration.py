@@ -1,6 +1,6 @@
 """The numbers the hackathon's latency bonus and lookup flag are set from (docs/hackathon.md).
 
-    .venv/bin/python -m course_lib.train          # lesson 05's default model, if not there yet
+    .venv/bin/python -m course_lib train          # lesson 05's default model, if not there yet
     PYTHONPATH=. .venv/bin/python benchmarks/hackathon_calibration.py [--out FILE]
 
 On this machine, with the challenge's answers (read here from the corpus: this is the
