@@ -21,7 +21,7 @@ The rule
   and the reasoning are in docs/hackathon.md): through this scorer on loopback, lesson 07's
   service had a p95 of 5.8 to 12.3 ms with ONNX Runtime int8 (three runs) and 37 to 70 ms with
   PyTorch fp32, so 15 ms rewards the optimised service of lesson 06 and 100 ms any working one.
-  The bonus is below every quality gap measured between the tuned TF-IDF starter and lesson
+  The bonus is below the quality gaps measured between the tuned TF-IDF starter and lesson
   05's fine-tuned model (+0.026 on lesson 05's test split, +0.046 on the public split), so a
   fast starter does not outrank a slower fine-tuned model: the bonus decides between models of
   similar quality. The HTTP round trip over Wi-Fi adds milliseconds: score every team over the
