@@ -401,6 +401,25 @@ def test_lesson_10_never_loads_the_challenges_answers():
     assert "challenge_texts()" in code and "dev_set()" in code
 
 
+def test_the_library_calls_lesson_10_makes_for_the_challenge_never_read_its_labels(
+    tmp_path, monkeypatch
+):
+    """The text check above trusts the functions the lesson calls; this checks them: with every
+    way to the challenge's labels refused, the lesson's challenge and dev-set calls still work."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the challenge's answers were read")
+
+    monkeypatch.setattr(C, "course_challenge", refuse)
+    monkeypatch.setattr(C, "read_answers", refuse)
+    path = C.write_challenge(tmp_path / "team")
+    ids, texts = C.challenge_texts()
+    assert C.read_challenge_texts(path) == (ids, texts) and len(ids) == 318
+    dev = devset.dev_set()
+    assert devset.write_dev_csv(tmp_path / "team", dev).is_file()
+    assert not set(dev.ids) & set(ids)
+
+
 def test_the_answers_command_writes_the_challenges_answers_for_the_instructor(tmp_path, capsys):
     from course_lib.__main__ import main
 
