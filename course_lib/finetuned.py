@@ -195,7 +195,7 @@ def finetuned_model(
     if not train_if_missing:
         raise FileNotFoundError(
             f"No fine-tuned model in {folder}. Run lesson 05, or call "
-            f"course_lib.train.finetuned_model() to train one (a few minutes)."
+            f"course_lib.finetuned.finetuned_model() to train one (a few minutes)."
         )
     print(
         f"No fine-tuned model in {folder} yet: training one now with the "
@@ -209,7 +209,7 @@ def finetuned_model(
 
 def recorded_full_run() -> dict:
     """The committed record of one FULL run (``notebooks/measurements/05_full_setting.json``):
-    the command, the machine, and ``report``, the JSON that ``python -m course_lib.train --full``
+    the command, the machine, and ``report``, the JSON that ``python -m course_lib train --full``
     printed."""
     return json.loads(FULL_RUN_RECORD.read_text())
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..settings import BUILD_DIR
-from .challenge import ChallengeError, course_challenge, read_answers, write_challenge
+from .challenge import ChallengeError, read_answers, write_challenge
 from .scoring import FAST_P95_MS, OK_P95_MS
 from .services import BUDGET_S, TIMEOUT_S
 
@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         "services; print a leaderboard, write a PNG chart and a self-reloading HTML page.",
     )
     p.add_argument("submissions_dir", nargs="?", help="folder with one TEAM.csv per team")
-    p.add_argument("--answers", help="your own challenge set: CSV id,label[,text]")
+    p.add_argument(
+        "--answers",
+        help="the answers: CSV id,label[,text], from `python -m course_lib hackathon answers "
+        "FILE` or your own set",
+    )
     p.add_argument(
         "--service",
         action="append",
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--write-record",
         action="store_true",
-        help="maintainers: rebuild data/challenge.json from the corpus",
+        help="maintainers: rebuild data/challenge.json and data/dev.json from the corpus",
     )
     return p
 
@@ -90,20 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, rounds: int | None = None) -> int:
     """The command. ``rounds`` caps the ``--every`` loop (for tests); None = until Ctrl-C."""
     from .challenge import write_challenge_record
+    from .devset import write_dev_record
     from .leaderboard import format_table, write_leaderboard
     from .scoring import score_all
 
     args = build_parser().parse_args(argv)
     try:
         if args.write_record:
-            record = write_challenge_record()
-            print(f"data/challenge.json: {record['size']} tweets")
+            record, dev = write_challenge_record(), write_dev_record()
+            print(f"data/challenge.json: {record['size']} tweets; data/dev.json: {dev['size']}")
             return 0
-        challenge = read_answers(args.answers) if args.answers else course_challenge()
+        challenge = read_answers(args.answers) if args.answers else None
         if args.write_challenge:
             path = write_challenge(args.write_challenge, challenge)
-            print(f"wrote {path} ({len(challenge.ids)} tweets, no labels)")
+            print(f"wrote {path} (the texts and ids, no labels)")
             return 0
+        if challenge is None:
+            raise ValueError(
+                "give --answers FILE: the challenge's answers, which only your machine has "
+                "(write them with `python -m course_lib hackathon answers FILE`)"
+            )
         services = parse_services(args.service)
         tokens = parse_tokens(args.token, services)
     except (ChallengeError, ValueError) as err:

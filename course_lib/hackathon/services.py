@@ -9,6 +9,10 @@ is not timed.
 A service that is down, slow or answers garbage never stops the scoring: each failure is
 counted, the tweet counts as wrong, and after ``max_failures`` failures in a row (or when the
 time budget is spent) the remaining tweets count as wrong and the scorer moves on.
+
+The submission server calls a team's service only at the host the instructor registered for
+that team (``check_registered``), and the scorer never follows a redirect (a service could
+otherwise send it anywhere on the venue's network).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -56,8 +61,38 @@ class ServiceResult:
         return float(np.percentile(self.latencies_ms, 95))
 
 
-# No proxy from the environment: the scorer talks to the teams' machines directly.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # urllib then raises HTTPError for the 3xx: "error (HTTP 307)"
+
+
+# No proxy from the environment (the scorer talks to the teams' machines directly), no redirect.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
+class NotRegistered(ValueError):
+    """A service URL outside the addresses the instructor registered (nothing was sent)."""
+
+
+def check_registered(url: str, host: str | None, team: str = "this team") -> str:
+    """``url`` when it is ``http(s)://HOST[:PORT][/path]`` with the registered ``host``;
+    raises ``NotRegistered`` (before any connection) otherwise."""
+    if host is None:
+        raise NotRegistered(
+            f"no service address is registered for {team}: the instructor adds it to the teams "
+            f"file as TEAM,HOST and restarts the server"
+        )
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NotRegistered(f"{url[:100]!r} is not an http:// or https:// address")
+    if parts.username or parts.password:
+        raise NotRegistered("the service address must not carry a user name or password")
+    if parts.hostname.lower() != host.lower():
+        raise NotRegistered(
+            f"the host {parts.hostname!r} is not the address registered for {team} "
+            f"({host}): use http://{host}:PORT, or ask the instructor to change it"
+        )
+    return url.strip()
 
 
 def predict_url(url: str) -> str:
@@ -189,7 +224,8 @@ class LocalService:
         with LocalService(labels_responder(my_predict)) as url:
             ...
 
-    ``respond(body) -> (status, bytes)`` decides each answer, so tests can make it misbehave.
+    ``respond(body) -> (status, bytes[, headers])`` decides each answer, so tests can make it
+    misbehave.
     ``token``: like lesson 07's ``COURSE_API_TOKEN``, requests without ``Authorization: Bearer
     <token>`` get 401. ``release`` is an Event set on exit: a responder that simulates a hung
     model waits on it."""
@@ -204,11 +240,13 @@ class LocalService:
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if service.token and self.headers.get("Authorization") != f"Bearer {service.token}":
-                    status, answer = 401, b'{"error": "missing_token"}'
-                else:
-                    status, answer = service.respond(body)
+                    status, answer, extra = 401, b'{"error": "missing_token"}', {}
+                else:  # (status, body) or (status, body, extra headers)
+                    status, answer, extra = (*service.respond(body), {})[:3]
                 try:
                     self.send_response(status)
+                    for name, value in extra.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()

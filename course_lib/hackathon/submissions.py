@@ -137,33 +137,44 @@ def parse_submission(team: str, text: str, known_ids: set[str]) -> Submission:
     return sub
 
 
-def read_submission(
-    path: str | Path, known_ids: set[str], max_bytes: int = MAX_BYTES
+def too_large(team: str, size: int, max_bytes: int = MAX_BYTES) -> Submission:
+    """The answer to a file over the size limit (it is not read further)."""
+    message = (
+        f"the file is {size:,} bytes, over the limit of {max_bytes:,}: "
+        f"one line per challenge tweet is all that is needed"
+    )
+    return Submission(team, problems=[message], rejected=True)
+
+
+def check_submission(
+    team: str, raw: bytes, known_ids: set[str], max_bytes: int = MAX_BYTES
 ) -> Submission:
-    """Read and check one team's CSV. Never raises for a bad file: problems go into the result."""
-    path = Path(path)
-    team = path.stem
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return Submission(
-                team,
-                problems=[
-                    f"the file is {size:,} bytes, over the limit of {max_bytes:,}: "
-                    f"one line per challenge tweet is all that is needed"
-                ],
-                rejected=True,
-            )
-        with path.open("rb") as f:
-            raw = f.read(max_bytes + 1)  # the file may have grown since stat()
-    except OSError as err:
-        return Submission(team, problems=[f"cannot read the file: {err.strerror}"], rejected=True)
+    """Check the bytes of one team's CSV (an upload, or a file's content). Never raises for a
+    bad file: problems go into the result."""
     if len(raw) > max_bytes:
-        return Submission(team, problems=[f"the file is over {max_bytes:,} bytes"], rejected=True)
+        return too_large(team, len(raw), max_bytes)
     text, problems = decode_submission(raw)
     if text is None:
         return Submission(team, problems=problems, rejected=True)
     return parse_submission(team, text, known_ids)
+
+
+def read_submission(
+    path: str | Path, known_ids: set[str], max_bytes: int = MAX_BYTES
+) -> Submission:
+    """Read and check one team's CSV (the team is the file name without ``.csv``)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(max_bytes + 1)  # never more than the limit, however large the file
+        size = max(len(raw), path.stat().st_size)
+    except OSError as err:
+        return Submission(
+            path.stem, problems=[f"cannot read the file: {err.strerror}"], rejected=True
+        )
+    if size > max_bytes:
+        return too_large(path.stem, size, max_bytes)
+    return check_submission(path.stem, raw, known_ids, max_bytes)
 
 
 def write_submission(path: str | Path, ids: list[str], labels: list[str]) -> Path:

@@ -1,6 +1,7 @@
 """The day's clock agenda, in Markdown to print: lessons, breaks and lunch, optional sections.
 
-    python -m course_lib agenda [--start 08:30] [--track core|full]
+    python -m course_lib agenda [--start 08:30] [--track core|full] [--teams N]
+                                [--hackathon-hours H]
 
 Each lesson block lasts the learner time (reading plus exercises, the instructor's estimate kept
 in the notebook's metadata ``course.learner_minutes``, reasoned in docs/instructor.md) plus the
@@ -8,9 +9,13 @@ compute time measured by ``python -m course_lib run`` (``notebooks/timings.json`
 5 minutes. ``course.optional`` lists the sections an instructor may skip when late.
 
 Tracks: ``core`` is the one-day spine, lessons 00-07; ``full`` is every lesson that exists
-(08 scaling out, 09 text generation, 10 the hackathon), spread over as many days as it needs.
-Breaks: 15 minutes when 90 minutes have passed without one, lunch (60 minutes) at the first
-lesson boundary after 12:00, a new day when the next block would end after ``--day-end``.
+(08 scaling out, 09 text generation, 10 the hackathon's brief), spread over as many days as it
+needs, and the competition itself: a 45-minute **setup** slot opens day 1 (installs fail, and
+this is when they are fixed), and after lesson 10 come the **hackathon** (``--hackathon-hours``,
+4 by default), the **demos** (``--teams`` x (3 minutes + 1 to change over)) and the **judging**,
+together on one day, after lunch. Breaks: 15 minutes when 90 minutes have passed without one,
+lunch (60 minutes) at the first block boundary after 12:00 (or before the hackathon), a new day
+when the next block would end after ``--day-end``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ LUNCH_AT, LUNCH_MINUTES = 12 * 60, 60
 # The core track (00-07) is about 7 hours of learner time: with lunch and breaks that is a day
 # from 08:30 to 17:30 (from 09:00 it ends at 18:00).
 DEFAULT_START, DEFAULT_DAY_END = "08:30", "17:30"
+# The full track's competition (docs/instructor.md, "Running the hackathon"; lesson 10's plan).
+SETUP_MINUTES = 45
+HACKATHON_HOURS = 4.0
+DEFAULT_TEAMS = 8
+DEMO_MINUTES, CHANGEOVER_MINUTES = 3, 1
+JUDGING_MINUTES = 15
 
 
 @dataclass
@@ -100,6 +111,42 @@ class Slot:
     minutes: int
     what: str
     lesson: Lesson | None = None
+    notes: str = ""
+
+
+@dataclass
+class Block:
+    """A block that is not a lesson: the setup slot, the hackathon, the demos, the judging."""
+
+    what: str
+    minutes: int
+    notes: str = ""
+
+
+def competition_blocks(
+    hackathon_hours: float = HACKATHON_HOURS, teams: int = DEFAULT_TEAMS
+) -> list[Block]:
+    """The hackathon, the demos and the judging, in that order."""
+    if not 0 < hackathon_hours <= 12:
+        raise ValueError(
+            f"the hackathon lasts more than 0 and at most 12 hours, not {hackathon_hours}"
+        )
+    if teams < 1:
+        raise ValueError(f"expected at least one team, got {teams}")
+    per_team = DEMO_MINUTES + CHANGEOVER_MINUTES
+    return [
+        Block(
+            "Hackathon",
+            int(round(hackathon_hours * 60)),
+            "lesson 10's playbook; submissions to `python -m course_lib hackathon serve`",
+        ),
+        Block(
+            "Demos",
+            teams * per_team,
+            f"{teams} teams x ({DEMO_MINUTES} min + {CHANGEOVER_MINUTES} to change over)",
+        ),
+        Block("Judging", JUDGING_MINUTES, "the jury confers (rubric in lesson 10); final reveal"),
+    ]
 
 
 def parse_clock(text: str) -> int:
@@ -117,10 +164,24 @@ def clock(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def schedule(lessons: list[Lesson], start: int, day_end: int = 17 * 60 + 30) -> list[Slot]:
-    """Lay the lessons out on the clock with breaks, lunch and, when needed, more days."""
+def schedule(
+    lessons: list[Lesson],
+    start: int,
+    day_end: int = 17 * 60 + 30,
+    setup: Block | None = None,
+    finale: list[Block] | None = None,
+) -> list[Slot]:
+    """Lay the lessons out on the clock with breaks, lunch and, when needed, more days; ``setup``
+    opens day 1, and the ``finale`` blocks (the competition) follow the lessons together on one
+    day: lunch first when the hackathon would start in the hour before it, else after the
+    hackathon if that runs past noon (they may run past ``day_end``: ``agenda_markdown`` says
+    so)."""
     slots, day, now = [], 1, start
     since_break, had_lunch = 0, False
+    if setup is not None:
+        slots.append(Slot(day, now, setup.minutes, setup.what, notes=setup.notes))
+        now += setup.minutes
+        since_break += setup.minutes
     for lesson in lessons:
         if not had_lunch and now >= LUNCH_AT:
             pause = ("Lunch", LUNCH_MINUTES)
@@ -139,6 +200,21 @@ def schedule(lessons: list[Lesson], start: int, day_end: int = 17 * 60 + 30) -> 
         slots.append(Slot(day, now, lesson.minutes, lesson.title, lesson))
         now += lesson.minutes
         since_break += lesson.minutes
+    if finale:
+        total = sum(b.minutes for b in finale) + (0 if had_lunch else LUNCH_MINUTES)
+        if now + total > day_end and now > start and now >= LUNCH_AT:
+            slots.append(Slot(day, now, 0, "End of day"))
+            day, now, had_lunch = day + 1, start, False
+        lunch_first = not had_lunch and now >= LUNCH_AT - LUNCH_MINUTES
+        if lunch_first:  # a hackathon does not start just before lunch: eat first
+            slots.append(Slot(day, now, LUNCH_MINUTES, "Lunch"))
+            now, had_lunch = now + LUNCH_MINUTES, True
+        for k, block in enumerate(finale):
+            slots.append(Slot(day, now, block.minutes, block.what, notes=block.notes))
+            now += block.minutes
+            if k == 0 and not had_lunch and now > LUNCH_AT:  # a morning hackathon: lunch after
+                slots.append(Slot(day, now, LUNCH_MINUTES, "Lunch"))
+                now, had_lunch = now + LUNCH_MINUTES, True
     slots.append(Slot(day, now, 0, "End of day"))
     return slots
 
@@ -161,12 +237,20 @@ def agenda_markdown(
     start: str = DEFAULT_START,
     track: str = "core",
     day_end: str = DEFAULT_DAY_END,
+    teams: int = DEFAULT_TEAMS,
+    hackathon_hours: float = HACKATHON_HOURS,
 ) -> str:
-    """The agenda as a Markdown document (one table per day)."""
+    """The agenda as a Markdown document (one table per day). The full track adds the setup
+    slot and the competition (``competition_blocks``)."""
     lessons = read_lessons(folder, track)
     if not lessons:
         raise ValueError(f"no lesson notebooks (NN_name.ipynb) in {folder}")
-    slots = schedule(lessons, parse_clock(start), parse_clock(day_end))
+    full = track == "full"
+    setup = (
+        Block("Setup", SETUP_MINUTES, "every laptop: `make lab` and the doctor") if full else None
+    )
+    finale = competition_blocks(hackathon_hours, teams) if full else None
+    slots = schedule(lessons, parse_clock(start), parse_clock(day_end), setup, finale)
     days = max(s.day for s in slots)
     out = [f"# Agenda ({track} track: lessons {lessons[0].name[:2]}-{lessons[-1].name[:2]})", ""]
     for day in range(1, days + 1):
@@ -178,8 +262,15 @@ def agenda_markdown(
                 name = f"{s.lesson.name[:2]} {s.what}"
                 out.append(f"| {clock(s.start)} | {name} | {s.minutes} | {_notes(s.lesson)} |")
             else:
-                out.append(f"| {clock(s.start)} | **{s.what}** | {s.minutes or ''} | |")
+                notes = f" {s.notes} " if s.notes else " "
+                out.append(f"| {clock(s.start)} | **{s.what}** | {s.minutes or ''} |{notes}|")
         out.append("")
+    late = [s for s in slots if s.what == "End of day" and s.start > parse_clock(day_end)]
+    for s in late:
+        out.append(
+            f"Day {s.day} ends at {clock(s.start)}, after --day-end {day_end}: shorten the "
+            f"hackathon (--hackathon-hours), plan fewer demos (--teams), or start earlier.\n"
+        )
     measured = [x for x in lessons if x.compute_seconds is not None]
     out.append(
         f"Block = learner time (estimate in each notebook's metadata, reasons in "
@@ -203,11 +294,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default=DEFAULT_START, help="start of each day (HH:MM)")
     parser.add_argument("--day-end", default=DEFAULT_DAY_END, help="latest end of a day (HH:MM)")
     parser.add_argument(
-        "--track", choices=("core", "full"), default="core", help="core: 00-07; full: every lesson"
+        "--track",
+        choices=("core", "full"),
+        default="core",
+        help="core: 00-07; full: setup, every lesson, the hackathon, demos, judging",
+    )
+    parser.add_argument(
+        "--teams",
+        type=int,
+        default=DEFAULT_TEAMS,
+        help=f"full track: teams that demo ({DEFAULT_TEAMS})",
+    )
+    parser.add_argument(
+        "--hackathon-hours",
+        type=float,
+        default=HACKATHON_HOURS,
+        help=f"full track: length of the hackathon ({HACKATHON_HOURS:g})",
     )
     args = parser.parse_args(argv)
     try:
-        print(agenda_markdown(NOTEBOOKS_DIR, args.start, args.track, args.day_end), end="")
+        text = agenda_markdown(
+            NOTEBOOKS_DIR, args.start, args.track, args.day_end, args.teams, args.hackathon_hours
+        )
+        print(text, end="")
     except ValueError as exc:
         parser.error(str(exc))
     return 0

@@ -35,7 +35,7 @@ LESSONS = [
     ("07_deployment.ipynb", "Deployment", "FastAPI service, demo page, bad input, load test"),
     ("08_scaling_out.ipynb", "Scaling out", "DDP under torchrun, equal to one process, on paper"),
     ("09_text_generation.ipynb", "Text generation", "a small Llama, sampling, the KV cache"),
-    ("10_hackathon.ipynb", "Hackathon", "the brief, team playbook, starter, scorer, leaderboard"),
+    ("10_hackathon.ipynb", "Hackathon", "the brief, playbook, dev set, starter, submission server"),
 ]
 
 

@@ -113,3 +113,55 @@ def test_the_guide_shows_the_agenda_as_printed_from_timings_json():
     assert guide[start : start + len(table)] == table, (
         "docs/instructor.md's agenda differs from `python -m course_lib agenda`: paste it again"
     )
+
+
+def test_full_track_opens_with_setup_and_ends_with_the_competition(tmp_path):
+    for k in range(5):  # day 1 is full after four of them; 04 and 10 open day 2
+        _lesson(tmp_path, f"0{k}_x.ipynb", 85, heading=f"# 0{k} · Lesson {k}")
+    _lesson(tmp_path, "10_h.ipynb", 65, heading="# 10 · The hackathon")
+    text = agenda.agenda_markdown(tmp_path, "08:30", "full", teams=9, hackathon_hours=3.5)
+    day1, day2 = text.split("## Day 2")
+    assert "## Day 3" not in text
+    assert day1.split("| --- | --- | ---: | --- |\n")[1].startswith("| 08:30 | **Setup** | 45 |")
+    rows = [line.split(" | ") for line in day2.splitlines() if line.startswith("| ")][2:]
+    blocks = [(r[1].strip("*"), int(r[2]) if r[2] else 0) for r in rows]
+    names = [b for b, _ in blocks]
+    # lunch before the hackathon, never inside it; the demos and the judging follow it
+    assert names[names.index("Hackathon") - 1] == "Lunch"
+    assert names[names.index("Hackathon") :] == ["Hackathon", "Demos", "Judging", "End of day"]
+    assert dict(blocks)["Hackathon"] == 210 and dict(blocks)["Demos"] == 9 * (3 + 1)
+    assert dict(blocks)["Judging"] == agenda.JUDGING_MINUTES
+    core = agenda.agenda_markdown(tmp_path, "08:30", "core")
+    assert "Setup" not in core and "**Hackathon**" not in core
+
+
+def test_the_competition_may_run_past_the_day_end_and_the_agenda_says_so(tmp_path):
+    _lesson(tmp_path, "10_h.ipynb", 30, heading="# 10 · The hackathon")
+    text = agenda.agenda_markdown(tmp_path, "08:30", "full", "13:00", teams=10)
+    assert "ends at" in text and "after --day-end 13:00" in text
+    with pytest.raises(ValueError, match="at least one team"):
+        agenda.competition_blocks(teams=0)
+    with pytest.raises(ValueError, match="at most 12 hours"):
+        agenda.competition_blocks(hackathon_hours=0)
+
+
+def test_the_guide_and_lesson_10_plan_the_hackathon_as_the_agenda_does():
+    """docs/instructor.md pastes day 2 of `agenda --track full`; lesson 10's playbook and brief
+    give the same hackathon length and demo minutes."""
+    text = agenda.agenda_markdown(NOTEBOOKS_DIR, agenda.DEFAULT_START, "full")
+    day2 = [line for line in text.split("## Day 2")[1].splitlines() if line.startswith("|")]
+    guide = (NOTEBOOKS_DIR.parent / "docs" / "instructor.md").read_text().splitlines()
+    start = guide.index(day2[0], guide.index("### The two-day plan, with the hackathon"))
+    assert guide[start : start + len(day2)] == day2, (
+        "docs/instructor.md's two-day plan differs from `python -m course_lib agenda --track "
+        "full`: paste day 2 again"
+    )
+    lesson = json.loads((NOTEBOOKS_DIR / "10_hackathon.ipynb").read_text(encoding="utf-8"))
+    prose = " ".join("".join(c["source"]) for c in lesson["cells"] if c["cell_type"] == "markdown")
+    prose = re.sub(r"\s+", " ", prose)
+    assert f"{agenda.HACKATHON_HOURS:g} hours on the agenda" in prose
+    assert f"the {agenda.HACKATHON_HOURS:g}-hour block of the agenda" in prose
+    assert (
+        f"{agenda.DEMO_MINUTES} minutes per team and {agenda.CHANGEOVER_MINUTES} to change over"
+        in prose
+    )
