@@ -204,6 +204,23 @@ class DDPRanks(SingleProcess):
         return bool(box[0])
 
 
+class DDPRanksWithoutLossWeights(DDPRanks):
+    """A deliberate mistake, for lesson 08 to catch: ``DDPRanks`` with every loss weight set to 1.
+
+    Each rank then backpropagates the plain mean loss of its own part, and DDP averages those
+    means. That is the batch mean only when the parts are equally large: on a batch of 15 tweets
+    on 2 ranks, each of rank 1's 7 tweets counts 8/7 times as much as each of rank 0's 8, so the
+    run drifts away from one process on the same batches (and a rank's weight-0 stand-in, when a
+    batch is smaller than the world, would count as a real example)."""
+
+    def epoch_batches(self, lengths: list[int], config: FineTuneConfig, epoch: int) -> list:
+        steps = super().epoch_batches(lengths, config, epoch)
+        return [[(part, 1.0) for part, _weight in step] for step in steps]
+
+
+LOSS_WEIGHTS = {"exact": DDPRanks, "ones": DDPRanksWithoutLossWeights}
+
+
 # ---- Launching torchrun from Python ------------------------------------------------------------
 class RankFailedError(RuntimeError):
     """A distributed launch failed; the message names the rank and its error."""
@@ -395,9 +412,10 @@ def throughput_settings() -> dict:
 def main(argv: list[str] | None = None) -> int:
     """``python -m course_lib.distributed {train,fail}``, meant to run under ``torchrun``.
 
-    ``train [--full] [--out DIR] [--set FIELD=VALUE ...]``: lesson 05's recipe on this process
-    group (``course_lib.finetuned.train_and_save`` with ``DDPRanks``); rank 0 tests, saves and
-    prints the report. ``fail --rank R [--hang]``: rank R raises (or hangs), to see what a
+    ``train [--full] [--out DIR] [--set FIELD=VALUE ...] [--loss-weights ones]``: lesson 05's
+    recipe on this process group (``course_lib.finetuned.train_and_save`` with ``DDPRanks``, or
+    with the deliberate mistake ``DDPRanksWithoutLossWeights``); rank 0 tests, saves and prints
+    the report. ``fail --rank R [--hang]``: rank R raises (or hangs), to see what a
     failing launch looks like.
     """
     import argparse
@@ -407,7 +425,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m course_lib.distributed")
     sub = parser.add_subparsers(dest="command", required=True)
-    finetuned.command_line_options(sub.add_parser("train", help="lesson 05's training, DDP"))
+    train_parser = finetuned.command_line_options(
+        sub.add_parser("train", help="lesson 05's training, DDP")
+    )
+    train_parser.add_argument(
+        "--loss-weights",
+        choices=sorted(LOSS_WEIGHTS),
+        default="exact",
+        help="'ones' is lesson 08's deliberate mistake (DDPRanksWithoutLossWeights)",
+    )
     fail = sub.add_parser("fail", help="one rank raises: what a failing launch looks like")
     fail.add_argument("--rank", type=int, default=1)
     fail.add_argument("--hang", action="store_true", help="the rank hangs instead of raising")
@@ -418,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             config = finetuned.config_from_args(args)
             start = time.perf_counter()
-            _, _, folder = finetuned.train_and_save(config, args.out, ranks=DDPRanks())
+            ranks = LOSS_WEIGHTS[args.loss_weights]()
+            _, _, folder = finetuned.train_and_save(config, args.out, ranks=ranks)
             if info.is_main:
                 report = finetuned.run_report(config, folder, time.perf_counter() - start)
                 print(json.dumps(report, indent=1), flush=True)

@@ -64,10 +64,52 @@ def encode_tweets(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
     return [(row + [tokenizer.eos_token_id])[:max_len] for row in ids]
 
 
-def ngram_perplexities(
-    train_rows: list[list[int]], val_rows: list[list[int]], vocab_size: int, k: float = 0.01
-) -> dict[str, float]:
-    """Unigram and bigram perplexity on the same predicted tokens as ``perplexity``.
+def bpe_merges(tokenizer) -> list[tuple[str, str]]:
+    """The merges a BPE tokenizer learned, in the order it learned them: training starts from
+    single bytes and, again and again, joins the pair of adjacent symbols seen most often in the
+    training texts into a new token. Byte-level symbols: ``Ġ`` stands for a space."""
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
+
+
+def bpe_steps(tokenizer, word: str) -> list[list[str]]:
+    """How BPE splits ``word``: from its byte-level characters, apply the earliest-learned merge
+    among the adjacent pairs, again and again, until no pair is a merge. Returns every state,
+    characters first; the last is ``tokenizer.tokenize(word)``. A leading space belongs to the
+    word (``" flight"`` becomes ``Ġflight``)."""
+    backend = tokenizer.backend_tokenizer
+    pieces = backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(word))
+    if len(pieces) != 1:
+        raise ValueError(
+            f"bpe_steps takes one word (a leading space allowed), got {word!r}, which splits "
+            f"into {[p for p, _ in pieces]} before BPE"
+        )
+    merges = bpe_merges(tokenizer)
+    rank = {pair: i for i, pair in enumerate(merges)}
+    symbols = list(pieces[0][0])
+    steps = [symbols]
+    while True:
+        found = [rank[pair] for pair in zip(symbols, symbols[1:]) if pair in rank]
+        if not found:
+            return steps
+        a, b = merges[min(found)]
+        merged, i = [], 0
+        while i < len(symbols):  # join every occurrence of the pair, left to right
+            if symbols[i : i + 2] == [a, b]:
+                merged.append(a + b)
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
+        steps.append(symbols)
+
+
+def add_k_sweep(
+    train_rows: list[list[int]], val_rows: list[list[int]], vocab_size: int, ks=(0.01,)
+) -> list[dict]:
+    """Unigram and bigram perplexity on the same predicted tokens as ``perplexity``, for each
+    smoothing constant ``k``: ``[{"k", "unigram", "bigram", "tokens"}, ...]``.
 
     Add-k smoothing, counts from ``train_rows``:
     ``p(t) = (c(t) + k) / (N + kV)`` and ``p(t | u) = (c(u, t) + k) / (c(u) + kV)``.
@@ -80,15 +122,29 @@ def ngram_perplexities(
         a = np.asarray(r)
         np.add.at(uni, a[1:], 1)
         np.add.at(bi, (a[:-1], a[1:]), 1)
-    p_uni = (uni + k) / (uni.sum() + k * V)
-    p_bi = (bi + k) / (bi.sum(1, keepdims=True) + k * V)
     prev = np.concatenate([r[:-1] for r in val_rows])
     nxt = np.concatenate([r[1:] for r in val_rows])
-    return {
-        "unigram": float(np.exp(-np.log(p_uni[nxt]).mean())),
-        "bigram": float(np.exp(-np.log(p_bi[prev, nxt]).mean())),
-        "tokens": int(len(nxt)),
-    }
+    rows = []
+    for k in ks:
+        p_uni = (uni[nxt] + k) / (uni.sum() + k * V)
+        p_bi = (bi[prev, nxt] + k) / (bi.sum(1)[prev] + k * V)
+        rows.append(
+            {
+                "k": k,
+                "unigram": float(np.exp(-np.log(p_uni).mean())),
+                "bigram": float(np.exp(-np.log(p_bi).mean())),
+                "tokens": int(len(nxt)),
+            }
+        )
+    return rows
+
+
+def ngram_perplexities(
+    train_rows: list[list[int]], val_rows: list[list[int]], vocab_size: int, k: float = 0.01
+) -> dict[str, float]:
+    """Unigram and bigram perplexity with one smoothing constant ``k`` (see ``add_k_sweep``)."""
+    row = add_k_sweep(train_rows, val_rows, vocab_size, (k,))[0]
+    return {name: row[name] for name in ("unigram", "bigram", "tokens")}
 
 
 # ---------------------------------------------------------------- training from scratch

@@ -55,6 +55,43 @@ def test_one_rank_gets_the_batches_of_lesson_05s_single_process(accumulation):
         )
 
 
+def _ddp_mean_losses(ranks_class, monkeypatch, lengths, losses, config, world_size=2):
+    """What DDP's all-reduce makes of every step: the mean over the ranks of each rank's
+    weighted part losses (``torch.tensor`` of one value per optimizer step)."""
+    per_rank = []
+    for rank in range(world_size):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", str(world_size))
+        steps = ranks_class().epoch_batches(lengths, config, epoch=0)
+        per_rank.append([sum(w * losses[p].mean() for p, w in step) for step in steps])
+    return torch.tensor(per_rank, dtype=torch.float64).mean(0)
+
+
+def test_forgetting_the_loss_weights_breaks_the_batch_mean_only_on_uneven_batches(monkeypatch):
+    """Lesson 08's deliberate mistake: with every weight 1, DDP's mean of the ranks' part means is
+    the batch mean on a batch of 16 split 8/8, and not on a batch of 15 split 8/7."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 40, (45,), generator=g).tolist()
+    losses = torch.rand(45, generator=g, dtype=torch.float64)
+    for batch_size, uneven in ((15, True), (16, False)):
+        config = train.default_config(batch_size=batch_size)
+        batches = train.SingleProcess().epoch_batches(lengths, config, 0)
+        batch_means = torch.stack([losses[parts[0][0]].mean() for parts in batches])
+        exact = _ddp_mean_losses(distributed.DDPRanks, monkeypatch, lengths, losses, config)
+        ones = _ddp_mean_losses(
+            distributed.DDPRanksWithoutLossWeights, monkeypatch, lengths, losses, config
+        )
+        torch.testing.assert_close(exact, batch_means)
+        full = [len(parts[0][0]) == batch_size for parts in batches]
+        off = (ones - batch_means).abs()
+        if uneven:  # every full batch of 15 is split 8/7: the plain mean of means is off
+            assert all(off[i] > 1e-6 for i, f in enumerate(full) if f)
+        else:
+            assert all(off[i] < 1e-12 for i, f in enumerate(full) if f)
+    assert set(distributed.LOSS_WEIGHTS) == {"exact", "ones"}
+
+
 def test_a_failure_names_the_rank_whose_error_file_is_oldest(tmp_path):
     """Rank 1 raises; rank 0 then loses its connection to it and fails too, within the same
     second: the error files' own times say which came first."""
@@ -139,11 +176,12 @@ def test_gradient_accumulation_equals_the_large_batch():
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_two_processes_give_the_parameters_of_one_process_on_the_same_global_batch(tmp_path):
-    """2 ranks x 8 examples under torchrun against 1 process x 16, both through lesson 05's
-    recipe (``finetuned.train_and_save``): the same weights up to float32 reduction order
-    (allowed 1e-5 of the largest weight, while 12 AdamW steps move weights by about 1e-2)."""
+    """2 ranks sharing every batch of 15 (8 and 7 examples) under torchrun against 1 process,
+    both through lesson 05's recipe (``finetuned.train_and_save``): the same weights up to
+    float32 reduction order (allowed 1e-5 of the largest weight, while 12 AdamW steps move
+    weights by about 1e-2). The odd batch makes the loss weights matter at every step."""
     tiny = distributed.tiny_bert_folder()
-    sets = ["model=" + str(tiny), "train_size=192", "batch_size=16", "evals_per_epoch=1"]
+    sets = ["model=" + str(tiny), "train_size=180", "batch_size=15", "evals_per_epoch=1"]
     sets += ["max_length=32", "freeze_layers=0", "lr=1e-3"]
     args = [a for s in sets for a in ("--set", s)]
     distributed.launch(

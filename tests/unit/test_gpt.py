@@ -125,6 +125,24 @@ def test_logits_equal_llama_with_left_padding(pair):
     assert (a[2, 6:] - alone[0]).abs().max().item() < 1e-5
 
 
+def test_rope_scores_ignore_a_shift_of_every_position(pair):
+    """Left padding without position ids counted from the first real token shifts a prompt's
+    positions by the number of pads; RoPE's scores depend only on offsets, so only float rounding
+    changes. Forgetting the attention mask, by contrast, changes the logits."""
+    ours, _ = pair
+    ids = _ids()
+    mask = torch.ones_like(ids)
+    mask[1, :3], mask[2, :6] = 0, 0
+    shifted = torch.arange(ids.shape[1]).expand_as(ids)  # pads counted as positions
+    real = mask.bool()
+    with torch.no_grad():
+        counted = ours(ids, attention_mask=mask).logits
+        late = ours(ids, attention_mask=mask, position_ids=shifted).logits
+        no_mask = ours(ids).logits
+    assert (counted - late)[real].abs().max().item() < 1e-5
+    assert (counted - no_mask)[real].abs().max().item() > 1e-3
+
+
 def test_from_hf_copies_exactly(pair):
     ours, hf = pair
     back = gpt_hf.from_hf(hf)
@@ -152,6 +170,20 @@ def test_perplexity_is_exp_of_the_mean_loss(pair):
     assert gpt.perplexity(ours, rows, batch_size=2) == pytest.approx(
         math.exp(loss.item()), rel=1e-5
     )
+
+
+def test_add_k_sweep_gives_ngram_perplexities_for_each_k():
+    train = [[1, 3, 2], [1, 3, 2], [1, 4, 2], [1, 3, 4, 2]]
+    val = [[1, 3, 2], [1, 4, 3, 2]]
+    ks = (0.001, 0.1, 1.0)
+    sweep = gpt_train.add_k_sweep(train, val, vocab_size=6, ks=ks)
+    assert [r["k"] for r in sweep] == list(ks)
+    for row, k in zip(sweep, ks):
+        one = gpt_train.ngram_perplexities(train, val, vocab_size=6, k=k)
+        assert row["bigram"] == pytest.approx(one["bigram"])
+        assert row["unigram"] == pytest.approx(one["unigram"])
+    # the unseen pair (4, 3) costs a lot with a tiny k: more smoothing helps here
+    assert sweep[0]["bigram"] > sweep[1]["bigram"]
 
 
 def test_ngram_perplexities_by_hand():
@@ -260,11 +292,14 @@ def test_kv_cache_speedups_are_measured_ratios(pair):
 
 
 def test_seven_b_estimates_follow_the_formulas():
-    fp16, int8 = seven_b_estimates(context=4096, bandwidth_gb_s=100.0)
+    fp16, int8, int8_cache = seven_b_estimates(context=4096, bandwidth_gb_s=100.0)
     assert fp16["weights_GB"] == pytest.approx(13.48)
-    assert int8["weights_GB"] == pytest.approx(6.74)
+    assert int8["weights_GB"] == int8_cache["weights_GB"] == pytest.approx(6.74)
     assert fp16["kv_cache_GB"] == pytest.approx(2 * 32 * 32 * 128 * 4096 * 2 / 1e9)
+    # int8 weights leave the cache at fp16 unless the cache is quantised too
+    assert int8["kv_cache_GB"] == fp16["kv_cache_GB"] == 2 * int8_cache["kv_cache_GB"]
     assert fp16["max_tokens_per_s"] == pytest.approx(100 / 13.48)
+    assert int8["max_tokens_per_s"] == int8_cache["max_tokens_per_s"]
 
 
 # ---------------------------------------------------------------- tokenizer, saving, pipeline
@@ -277,6 +312,19 @@ def test_tokenizer_adds_bos_lowercases_and_round_trips(tokenizer):
     rows = gpt_train.encode_tweets(tokenizer, ["my flight was delayed again"], max_len=64)
     assert rows[0][0] == 1 and rows[0][-1] == tokenizer.eos_token_id == 2
     assert len(gpt_train.encode_tweets(tokenizer, ["my flight was delayed again"], 3)[0]) == 3
+
+
+def test_bpe_steps_apply_the_learned_merges_down_to_the_tokenizers_split(tokenizer):
+    merges = gpt_train.bpe_merges(tokenizer)
+    assert len(merges) == len(tokenizer) - 3 - 256  # every token past the bytes is one merge
+    for word in ("delayed", " flight", "Chicago", " self", "zzz"):
+        steps = gpt_train.bpe_steps(tokenizer, word)
+        assert steps[-1] == tokenizer.tokenize(word)
+        assert "".join(steps[0]) == "".join(steps[-1]) and all(len(s) == 1 for s in steps[0])
+        assert [len(s) for s in steps] == sorted((len(s) for s in steps), reverse=True)
+    assert len(gpt_train.bpe_steps(tokenizer, " flight")) > 2  # merges did happen
+    with pytest.raises(ValueError, match="one word"):
+        gpt_train.bpe_steps(tokenizer, "my flight")
 
 
 def test_save_reload_and_pipeline(tmp_path, tokenizer):
@@ -360,3 +408,31 @@ def test_kv_bytes_checker():
         return n_layers * n_kv_heads * d_head * positions * batch * bytes_per_value
 
     assert check_kv_cache_bytes(forgot_values, verbose=False) is kv_cache_bytes
+
+
+def test_next_token_loss_checker_accepts_the_shift_and_catches_off_by_one(capsys):
+    assert gpt.check_next_token_loss(gpt.next_token_loss, verbose=False) is gpt.next_token_loss
+
+    def no_shift(logits, ids, pad_id=0):  # scores each position against its own token
+        V = logits.shape[-1]
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, V), ids.reshape(-1), ignore_index=pad_id
+        )
+
+    def pads_counted(logits, ids, pad_id=0):  # the shift is right, the pads are scored
+        V = logits.shape[-1]
+        return torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1)
+        )
+
+    def unsolved(logits, ids, pad_id=0):
+        raise NotImplementedError
+
+    assert gpt.check_next_token_loss(no_shift) is gpt.next_token_loss
+    out = capsys.readouterr().out
+    assert "[not yet]" in out and "one row of 5 tokens" in out
+    assert gpt.check_next_token_loss(pads_counted) is gpt.next_token_loss
+    out = capsys.readouterr().out
+    assert "[not yet]" in out and "a batch with padding" in out
+    assert gpt.check_next_token_loss(unsolved) is gpt.next_token_loss
+    assert "not solved yet" in capsys.readouterr().out
