@@ -225,10 +225,16 @@ def seven_b_estimates(context: int = 4096, bandwidth_gb_s: float = 50.0) -> list
 def generation_widget(model, tokenizer, prompt: str = "my flight", max_new_tokens: int = 40):
     """A prompt box, temperature / top-k / top-p controls, a "Generate" button and an output area.
 
-    Each click prints three samples (seeds 0, 1, 2), one per line, each starting with ``> ``."""
+    Each click (or Enter in the prompt box) prints three samples (seeds 0, 1, 2), one per line, each starting with ``> ``."""
     import ipywidgets as widgets
 
-    box = widgets.Text(value=prompt, description="prompt", layout=widgets.Layout(width="60%"))
+    # continuous_update=False: the value changes on Enter (or leaving the box), and Enter generates.
+    box = widgets.Text(
+        value=prompt,
+        description="prompt",
+        continuous_update=False,
+        layout=widgets.Layout(width="60%"),
+    )
     temperature = widgets.FloatSlider(
         value=0.8, min=0.0, max=2.0, step=0.1, description="temperature"
     )
@@ -254,6 +260,7 @@ def generation_widget(model, tokenizer, prompt: str = "my flight", max_new_token
                 print("> " + text)
 
     button.on_click(on_click)
+    box.observe(on_click, names="value")
     return widgets.VBox([box, widgets.HBox([temperature, top_k, top_p]), button, out])
 
 

@@ -283,11 +283,15 @@ _JS_WIDGET_CLOSED = """
 
 # True once every markdown cell is rendered, every image has loaded, and (when a kernel backs the
 # widgets, ``widgetsLive``) every widget output shows a widget or an error.
-JS_SETTLED = f"""(widgetsLive) => {{
+# ranCells: the indices of the cells run in this page; only their widgets can be live (JupyterLab
+# 4 does not restore stored widget state, jupyterlab/jupyterlab issue 15361).
+JS_SETTLED = f"""(ranCells) => {{
   const panel = {JS_PANEL};{_JS_WIDGET_CLOSED}
-  for (const cell of panel.content.widgets) {{
+  const cells = panel.content.widgets;
+  for (let index = 0; index < cells.length; index++) {{
+    const cell = cells[index];
     if (cell.model.type === 'markdown' && !cell.rendered) return false;
-    if (cell.model.type !== 'code' || !widgetsLive) continue;
+    if (cell.model.type !== 'code' || !ranCells.includes(index)) continue;
     const outputs = cell.model.outputs;
     const children = cell.outputArea.widgets;
     for (let i = 0; i < outputs.length; i++) {{

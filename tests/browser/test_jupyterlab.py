@@ -109,6 +109,7 @@ def test_notebook_in_jupyterlab(notebook, jupyterlab, browser_page, request):
     )
     run = None
     driven = None
+    ran_cells = []
     try:
         _wait(
             page, JS_NOTEBOOK_READY, OPEN_TIMEOUT_MS, "the notebook to open", screenshot, relative
@@ -137,8 +138,11 @@ def test_notebook_in_jupyterlab(notebook, jupyterlab, browser_page, request):
             )
             driven = _drive_every_control(page)
         settled = True
+        ran_cells = [r["cell"] for r in run["ran"]] if run_all and run else []
         try:
-            page.wait_for_function(JS_SETTLED, arg=run_all, timeout=SETTLE_TIMEOUT_MS, polling=500)
+            page.wait_for_function(
+                JS_SETTLED, arg=ran_cells, timeout=SETTLE_TIMEOUT_MS, polling=500
+            )
         except Exception:
             settled = False  # the report below says what did not render
         page.wait_for_timeout(500)
@@ -184,11 +188,10 @@ def test_notebook_in_jupyterlab(notebook, jupyterlab, browser_page, request):
     # JupyterLab 4 leaves a stored widget output blank (it does not restore saved widget state:
     # jupyterlab/jupyterlab issue 15361), so only the cells run here must show theirs; every
     # widget output must still never show an error.
-    ran_here = {r["cell"] for r in run["ran"]} if run_all and run else set()
     broken = [
         w
         for w in report["widgets"]
-        if w["error"] or (w["cell"] in ran_here and not (w["rendered"] or w["closed"]))
+        if w["error"] or (w["cell"] in ran_cells and not (w["rendered"] or w["closed"]))
     ]
     assert not broken, (
         f"{relative}: widget outputs that did not render: {broken}\n"

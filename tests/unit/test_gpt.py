@@ -436,3 +436,17 @@ def test_next_token_loss_checker_accepts_the_shift_and_catches_off_by_one(capsys
     assert "[not yet]" in out and "a batch with padding" in out
     assert gpt.check_next_token_loss(unsolved) is gpt.next_token_loss
     assert "not solved yet" in capsys.readouterr().out
+
+
+def test_widget_generates_when_the_prompt_is_submitted(pair, tokenizer, capsys):
+    """Enter in the prompt box (a new value, as continuous_update=False sends it) generates."""
+    torch.manual_seed(0)
+    model = gpt.GPT(
+        gpt.GPTConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2, d_ff=40)
+    )
+    box = generation_widget(model, tokenizer, "my flight", max_new_tokens=4)
+    prompt = box.children[0]
+    assert prompt.continuous_update is False
+    prompt.value = "the crew"
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("> ")]
+    assert len(lines) == 3 and all(ln.startswith("> the crew") for ln in lines)
