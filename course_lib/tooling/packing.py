@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from ..artifacts import DEFAULT_MODEL_NAME as DEFAULT_MODEL
 from ..artifacts import REQUIRED_FILES as REQUIRED
+from ..artifacts import atomic_folder
 from ..data import file_sha256
 from ..settings import BUILD_DIR, artifacts_dir
 
@@ -117,16 +117,13 @@ def unpack_model(archive: Path, dest: Path | None = None, force: bool = False) -
             raise FileExistsError(
                 f"{target} exists already; pass --force to replace it with the archive's model"
             )
-        dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=dest, prefix=".unpack-") as tmp:
-            zf.extractall(tmp)
-            staged = Path(tmp) / model
+        with atomic_folder(target) as staged:  # a damaged archive leaves the target as it was
             for name, info in manifest["files"].items():
+                (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(f"{model}/{name}") as src, open(staged / name, "wb") as out:
+                    shutil.copyfileobj(src, out)
                 if file_sha256(staged / name) != info["sha256"]:
                     raise ArchiveError(f"{name} in {archive} is damaged (checksum differs)")
-            if target.exists():
-                shutil.rmtree(target)
-            staged.rename(target)
     return target
 
 

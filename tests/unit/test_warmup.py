@@ -6,7 +6,7 @@ from course_lib import warmup as W
 
 
 def test_warmup_truths_are_the_shapes_torch_computes():
-    assert W.product_shapes() == {"A @ B": (4, 6), "A @ W.T": (4, 4), "X @ W": (2, 10, 3)}
+    assert W.product_shapes() == {"A @ B": (4, 6), "A @ A.T": (4, 4), "X @ W": (2, 10, 3)}
     assert W.broadcast_shapes() == {
         "scores + bias": (2, 5, 5),
         "causal & padding": (2, 5, 5),
@@ -44,7 +44,7 @@ def test_warmup_checkers_accept_right_reject_wrong_and_skip_unsolved(checker, tr
 
 
 def test_warmup_checker_names_a_missing_entry_and_a_shape_written_as_text(capsys):
-    W.check_product_shapes(lambda: {"A @ B": "(4, 6)", "A @ W.T": (4, 4)})
+    W.check_product_shapes(lambda: {"A @ B": "(4, 6)", "A @ A.T": (4, 4)})
     out = capsys.readouterr().out
     assert "[not yet]" in out
     assert "tuple of ints such as (4, 6), got '(4, 6)'" in out
