@@ -225,7 +225,8 @@ def seven_b_estimates(context: int = 4096, bandwidth_gb_s: float = 50.0) -> list
 def generation_widget(model, tokenizer, prompt: str = "my flight", max_new_tokens: int = 40):
     """A prompt box, temperature / top-k / top-p controls, a "Generate" button and an output area.
 
-    Each click (or Enter in the prompt box) prints three samples (seeds 0, 1, 2), one per line, each starting with ``> ``."""
+    Each click (or Enter in the prompt box) prints three samples (seeds 0, 1, 2), one per line,
+    each starting with ``> ``."""
     import ipywidgets as widgets
 
     # continuous_update=False: the value changes on Enter (or leaving the box), and Enter generates.

@@ -13,8 +13,10 @@ fp32 and int8), lesson 06 builds two of its own:
 Dynamic int8 quantisation maps a float tensor ``x`` to ``q = round(x / scale) + zero_point``
 with ``scale = (max(x) - min(x)) / 255``, so ``x ~ scale * (q - zero_point)``. Weights are
 quantised once, ahead of time; activations at run time, per batch. Matrix products then run in
-int8 with int32 accumulation, which is where the speed comes from. The symmetric per-tensor
-scheme of the lesson's exercise (``fake_quantize_int8``) is written out here too.
+int8 with int32 accumulation, which is where the speed comes from. Both schemes of the lesson are
+written out here: symmetric int8 (``fake_quantize_int8``, the exercise: no zero point, the
+weights' scheme) and asymmetric uint8 with a zero point (``quantize_uint8``, the activations'
+scheme in ONNX Runtime).
 
 ``course_lib.measuring.measure`` compares the variants: size, latency, throughput, macro-F1.
 """
@@ -54,6 +56,41 @@ def fake_quantize_int8(w):
     if scale == 0.0:
         return torch.zeros_like(w)
     return torch.round(w / scale).clamp(-127, 127) * scale
+
+
+def uint8_affine_params(x) -> tuple[float, int]:
+    """Asymmetric (affine) uint8 parameters ``(scale, zero_point)`` of a tensor, chosen as ONNX
+    Runtime's ``DynamicQuantizeLinear`` chooses them for activations: the range ``[min, max]``,
+    stretched to include 0 (so that 0, the padding and the ReLU/GELU floor, is exact), is cut into
+    255 steps, and ``zero_point`` is the code that stands for 0. ``x ~ scale * (q - zero_point)``.
+    An all-zero tensor gives ``(0.0, 0)``."""
+    a = np.asarray(x, dtype=np.float32)
+    lo, hi = min(np.float32(a.min()), np.float32(0)), max(np.float32(a.max()), np.float32(0))
+    scale = np.float32(hi - lo) / np.float32(255)
+    if scale == 0:
+        return 0.0, 0
+    return float(scale), int(np.clip(np.round(-lo / scale), 0, 255))
+
+
+def quantize_uint8(x) -> tuple[np.ndarray, float, int]:
+    """``(codes, scale, zero_point)``: ``x`` as uint8 codes ``round(x / scale) + zero_point``,
+    clipped to 0..255 (NumPy rounds halves to even, as ONNX Runtime does)."""
+    a = np.asarray(x, dtype=np.float32)
+    scale, zero_point = uint8_affine_params(a)
+    if scale == 0.0:
+        return np.zeros(a.shape, np.uint8), scale, zero_point
+    codes = np.clip(np.round(a / np.float32(scale)) + zero_point, 0, 255).astype(np.uint8)
+    return codes, scale, zero_point
+
+
+def fake_quantize_uint8(x):
+    """Asymmetric quantise and back: ``scale * (q - zero_point)``; a torch tensor of ``x``'s
+    shape and dtype. Every entry inside the range moves by at most ``scale / 2``."""
+    import torch
+
+    codes, scale, zero_point = quantize_uint8(x.detach().cpu().numpy())
+    back = np.float32(scale) * (codes.astype(np.float32) - np.float32(zero_point))
+    return torch.from_numpy(back).to(dtype=x.dtype, device=x.device)
 
 
 def check_fake_quantize_int8(fn, verbose: bool = True, show_answer: bool = False):
@@ -217,6 +254,55 @@ def torch_dynamic_int8(
         warnings.simplefilter("ignore")
         torch.save(qmodel.state_dict(), path)
     return torch_variant("pytorch int8", qmodel, tokenizer, [path], labels=labels_of(model_dir))
+
+
+def onnx_int8_per_tensor(
+    model_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, threads=None
+) -> Variant:
+    """ONNX Runtime dynamic int8 with one scale per weight matrix (``per_channel=False``), where
+    ``inference.onnx_int8`` gives every output channel its own; quantised once, then cached."""
+    from transformers import AutoTokenizer
+
+    from .inference import onnx_files, onnx_variant, quantize_onnx_int8
+
+    fp32, _ = onnx_files(model_dir, out_dir)
+    path = fp32.with_name("model.int8.per_tensor.onnx")
+    if not path.is_file():
+        quantize_onnx_int8(fp32, path, per_channel=False)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return onnx_variant("onnx int8 per-tensor", path, tokenizer, labels_of(model_dir), threads)
+
+
+def onnx_bytes_by_kind(path: str | os.PathLike) -> dict[str, int]:
+    """Where the bytes of an ONNX file are: its stored tensors (initializers) by kind, named as
+    ONNX Runtime's quantiser names them (``*_quantized``, ``*_scale``, ``*_zero_point``), and the
+    rest of the file (the graph: its operators, names and shapes, and protobuf's framing)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    kinds = {
+        "int8/uint8 weights": 0,
+        "scales (float32)": 0,
+        "zero points": 0,
+        "other float32 (biases, LayerNorm)": 0,
+        "other tensors": 0,
+    }
+    for tensor in model.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if tensor.name.endswith("_scale"):
+            kind = "scales (float32)"
+        elif tensor.name.endswith("_zero_point"):
+            kind = "zero points"
+        elif array.dtype in (np.int8, np.uint8):
+            kind = "int8/uint8 weights"
+        elif array.dtype == np.float32:
+            kind = "other float32 (biases, LayerNorm)"
+        else:
+            kind = "other tensors"
+        kinds[kind] += array.nbytes
+    kinds["graph and framing"] = os.path.getsize(path) - sum(kinds.values())
+    return kinds
 
 
 # --------------------------------------------------------------------------- pruning

@@ -1,6 +1,7 @@
 """Serve the fine-tuned classifier over HTTP (FastAPI + uvicorn), safe by default, and talk to it.
 
     python -m course_lib serve --model PATH [--backend onnx|torch] [--host 127.0.0.1] [--port N]
+                               [--ssl-certfile CERT.pem --ssl-keyfile KEY.pem]   # HTTPS
 
 Endpoints
 ---------
@@ -39,7 +40,16 @@ from .api_client import ContractError, ServiceClient
 from .app import BodySizeLimit, create_app, openapi_contract, static_page
 from .auth import check_token
 from .bad_requests import BadInput, bad_inputs, send_bad_inputs
-from .cli import DEFAULT_HOST, DEFAULT_PORT, build_parser, exposure_warning, main, resolve_batching
+from .cli import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    build_parser,
+    cleartext_token_warning,
+    exposure_warning,
+    main,
+    resolve_batching,
+    tls_files,
+)
 from .load_test import (
     LoadTestResult,
     check_mean_latency,
@@ -92,6 +102,7 @@ __all__ = [
     "decode_json_body",
     "default_requests",
     "error_body",
+    "cleartext_token_warning",
     "exposure_warning",
     "free_port",
     "littles_law_latency_ms",
@@ -102,6 +113,7 @@ __all__ = [
     "plot_latency_histograms",
     "request_model",
     "resolve_batching",
+    "tls_files",
     "send_bad_inputs",
     "static_page",
     "trained_max_tokens",

@@ -29,6 +29,35 @@ def exposure_warning(host: str, token: str | None) -> str | None:
     )
 
 
+def cleartext_token_warning(host: str, token: str | None, tls: bool) -> str | None:
+    """The warning to print when a token guards a server that other machines reach over plain
+    HTTP: every request then carries the token in clear text, readable by anyone who can see the
+    network's traffic (an open or shared venue Wi-Fi)."""
+    if is_loopback(host) or not token or tls:
+        return None
+    return (
+        f"NOTE: serving on {host} over plain HTTP. The token travels in clear text with every\n"
+        f"request: anyone who can see this network's traffic can read it and reuse it. Give the\n"
+        f"server a certificate (--ssl-certfile and --ssl-keyfile) to serve HTTPS instead."
+    )
+
+
+def tls_files(certfile: str | None, keyfile: str | None) -> tuple[str, str] | None:
+    """``(certfile, keyfile)`` for HTTPS, None for plain HTTP; ``ValueError`` naming what is wrong
+    when only one is given or a file is missing."""
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        raise ValueError(
+            "--ssl-certfile and --ssl-keyfile go together: give the certificate (PEM) and its "
+            "private key (PEM), or neither for plain HTTP"
+        )
+    for option, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if not os.path.isfile(path):
+            raise ValueError(f"{option} {path}: no such file (expected a PEM file)")
+    return certfile, keyfile
+
+
 def exit_when_parent_dies(interval: float = 0.5) -> None:
     """Stop this server when the process that started it is gone (e.g. a killed notebook kernel)."""
     parent = os.getppid()
@@ -101,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="micro-batching: how long to wait for more requests (default 0: only those queued)",
     )
+    p.add_argument(
+        "--ssl-certfile",
+        metavar="PEM",
+        help="serve HTTPS with this certificate (with --ssl-keyfile); uvicorn's option",
+    )
+    p.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -121,10 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1:
         print(f"--threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2
+    try:
+        tls = tls_files(args.ssl_certfile, args.ssl_keyfile)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     token = os.environ.get(TOKEN_ENV) or None
-    warning = exposure_warning(args.host, token)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
+    for warning in (
+        exposure_warning(args.host, token),
+        cleartext_token_warning(args.host, token, tls is not None),
+    ):
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     if args.model is None:
         from ..artifacts import is_complete_model_folder, model_folder
 
@@ -148,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(predictor, token=token, batching=batching, max_wait_ms=args.max_wait_ms)
     import uvicorn
 
+    scheme = "https" if tls else "http"
     print(
-        f"course_lib serve: http://{args.host}:{args.port}/ (model {predictor.name}, backend "
+        f"course_lib serve: {scheme}://{args.host}:{args.port}/ (model {predictor.name}, backend "
         f"{predictor.backend}, token {'required' if token else 'off'}, batching "
         f"{'on' if batching else 'off'}, {args.threads} inference thread(s), texts cut at "
         f"{predictor.max_tokens} tokens); docs at /docs. Ctrl+C stops it.",
@@ -164,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_keep_alive=5,
         limit_concurrency=256,
         server_header=False,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     return 0
 

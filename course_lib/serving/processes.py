@@ -83,8 +83,11 @@ class ChildProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def wait_for_http(self, url: str, timeout: float, what: str = "the server") -> None:
-        """Poll ``url`` until it answers 200; fail at once, with the log, if the process exits."""
+    def wait_for_http(
+        self, url: str, timeout: float, what: str = "the server", verify=True
+    ) -> None:
+        """Poll ``url`` until it answers 200; fail at once, with the log, if the process exits.
+        ``verify`` is httpx's (an ``ssl.SSLContext`` that trusts a self-signed certificate)."""
         import httpx
 
         deadline = time.monotonic() + timeout
@@ -97,7 +100,8 @@ class ChildProcess:
                 )
             self._remember_descendants()
             try:
-                if httpx.get(url, timeout=2.0, trust_env=False).status_code == 200:
+                answer = httpx.get(url, timeout=2.0, trust_env=False, verify=verify)
+                if answer.status_code == 200:
                     return
             except httpx.HTTPError as exc:
                 last_error = exc
@@ -204,8 +208,10 @@ class ServerProcess(ChildProcess):
         extra_args: Sequence[str] = (),
         startup_timeout: float = 180.0,
         log_path: str | os.PathLike | None = None,
+        tls: tuple[str | os.PathLike, str | os.PathLike] | None = None,
     ):
         self.model, self.backend, self.host = str(model), backend, host
+        self.tls = (str(tls[0]), str(tls[1])) if tls else None  # (certificate, key), PEM files
         self.port = port or free_port(host)
         self.token, self.extra_args, self.startup_timeout = token, list(extra_args), startup_timeout
         env = dict(os.environ)
@@ -216,7 +222,14 @@ class ServerProcess(ChildProcess):
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    def verify(self):
+        """What httpx's ``verify=`` needs to talk to this server: True for plain HTTP, else an
+        ``ssl.SSLContext`` that trusts the server's own (self-signed) certificate."""
+        import ssl
+
+        return ssl.create_default_context(cafile=self.tls[0]) if self.tls else True
 
     def command(self) -> list[str]:
         return [
@@ -233,13 +246,16 @@ class ServerProcess(ChildProcess):
             "--port",
             str(self.port),
             "--exit-with-parent",
+            *(["--ssl-certfile", self.tls[0], "--ssl-keyfile", self.tls[1]] if self.tls else []),
             *self.extra_args,
         ]
 
     def start(self) -> ServerProcess:
         super().start()
         try:
-            self.wait_for_http(self.url + "/health", self.startup_timeout, "the server")
+            self.wait_for_http(
+                self.url + "/health", self.startup_timeout, "the server", self.verify()
+            )
         except BaseException:  # exited, timed out, or Ctrl+C while waiting: leave nothing behind
             self.stop()
             raise

@@ -415,3 +415,67 @@ def test_check_predicted_int8_megabytes(capsys):
     assert O.check_predicted_int8_megabytes(biases_in_int8_too) is O.predicted_int8_megabytes
     out = capsys.readouterr().out
     assert "[not yet]" in out and "bias stays float32" in out and "all float32" not in out
+
+
+def ort_dynamic_quantize_linear(x: np.ndarray):
+    """ONNX Runtime's own DynamicQuantizeLinear (the op its dynamic int8 graphs quantise
+    activations with), run on ``x``: the reference for ``optimize.quantize_uint8``."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "scale", "zero_point"])
+    graph = helper.make_graph(
+        [node],
+        "dql",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.UINT8, [None]),
+            helper.make_tensor_value_info("scale", TensorProto.FLOAT, []),
+            helper.make_tensor_value_info("zero_point", TensorProto.UINT8, []),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x.astype(np.float32)})
+
+
+@pytest.mark.parametrize(
+    "low, high", [(-0.17, 4.0), (-3.0, 1.0), (0.5, 2.0), (-2.0, -0.1), (-1.0, 1.0)]
+)
+def test_quantize_uint8_matches_onnx_runtime(low, high):
+    x = np.random.default_rng(0).uniform(low, high, 5000).astype(np.float32)
+    codes, scale, zero_point = O.quantize_uint8(x)
+    want_codes, want_scale, want_zero_point = ort_dynamic_quantize_linear(x)
+    assert scale == pytest.approx(float(want_scale), rel=1e-6)
+    assert zero_point == int(want_zero_point)
+    assert np.abs(codes.astype(int) - want_codes.astype(int)).max() <= 1  # a half, rounded apart
+    assert (codes == want_codes).mean() > 0.999
+    back = O.fake_quantize_uint8(torch.from_numpy(x))
+    inside = (x >= min(low, 0)) & (x <= max(high, 0))
+    assert (back - torch.from_numpy(x)).abs()[inside].max() <= scale / 2 + 1e-6
+    assert O.fake_quantize_uint8(torch.zeros(3)).eq(0).all()  # zero stays exact
+    assert O.fake_quantize_uint8(torch.tensor([0.0, 1.0]))[0] == 0
+
+
+def test_onnx_bytes_per_channel_against_per_tensor(tiny, out_dir, onnx_paths):
+    """Per channel: one float32 scale and one zero point per output channel of every matrix;
+    per tensor: one of each per matrix. The kinds add up to the file size."""
+    import onnx
+    from onnx import numpy_helper
+
+    per_tensor = O.onnx_int8_per_tensor(tiny, out_dir)
+    for path, per_channel in ((onnx_paths[1], True), (per_tensor.files[0], False)):
+        kinds = O.onnx_bytes_by_kind(path)
+        assert sum(kinds.values()) == path.stat().st_size and kinds["graph and framing"] > 0
+        weights = [
+            numpy_helper.to_array(t)
+            for t in onnx.load(str(path)).graph.initializer
+            if t.name.endswith("_quantized")
+        ]
+        matrices = [w for w in weights if w.dtype == np.int8]  # MatMul weights (in, out)
+        tables = len(weights) - len(matrices)  # embedding tables: uint8, one scale each
+        scales = sum(w.shape[-1] for w in matrices) if per_channel else len(matrices)
+        assert kinds["scales (float32)"] == 4 * (scales + tables), path.name
+        assert kinds["zero points"] == scales + tables
+    assert per_tensor.predict(TEXTS).shape == (len(TEXTS),)

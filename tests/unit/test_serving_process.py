@@ -273,3 +273,77 @@ def test_plot_latency_histograms_puts_the_legend_beside_the_data():
     legend_box = ax.get_legend().get_window_extent()
     assert legend_box.x0 >= ax.get_window_extent().x1  # outside the axes: covers no data
     plt.close(fig)
+
+
+def test_tls_files_go_together_and_must_exist(tmp_path):
+    assert S.tls_files(None, None) is None
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not checked here")
+    with pytest.raises(ValueError, match="go together"):
+        S.tls_files(str(cert), None)
+    with pytest.raises(ValueError, match="--ssl-keyfile .*no such file"):
+        S.tls_files(str(cert), str(key))
+    key.write_text("not checked here")
+    assert S.tls_files(str(cert), str(key)) == (str(cert), str(key))
+
+
+def test_cli_refuses_half_a_certificate(tmp_path, capsys):
+    assert S.main(["--model", str(tmp_path), "--ssl-certfile", str(tmp_path / "c.pem")]) == 2
+    assert "go together" in capsys.readouterr().err
+
+
+def test_cleartext_warning_for_a_token_over_plain_http_to_the_network():
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert S.cleartext_token_warning(host, "a-token", tls=False) is None, host
+    assert S.cleartext_token_warning("0.0.0.0", None, tls=False) is None  # exposure_warning's case
+    assert S.cleartext_token_warning("0.0.0.0", "a-token", tls=True) is None
+    note = S.cleartext_token_warning("0.0.0.0", "a-token", tls=False)
+    assert "clear text" in note and "--ssl-certfile" in note
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    """A certificate for 127.0.0.1 and its key, made by the openssl command line tool."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_server_with_a_certificate_speaks_https_only(tiny, self_signed, tmp_path):
+    """``--ssl-certfile/--ssl-keyfile`` reach uvicorn: the token travels inside TLS, a client that
+    does not trust the certificate is refused, and plain HTTP gets no answer."""
+    server = S.ServerProcess(
+        tiny, token=TOKEN, tls=self_signed, log_path=tmp_path / "serve.log"
+    ).start()
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        r = httpx.post(
+            server.url + "/predict",
+            json={"text": "good"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            verify=server.verify(),
+            trust_env=False,
+        )
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 1
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(server.url + "/health", trust_env=False)  # the system's CAs: not trusted
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(server.url.replace("https:", "http:") + "/health", trust_env=False)
+        assert "https://" in server.log()
+    finally:
+        server.stop()
+    assert not server.leftovers()
