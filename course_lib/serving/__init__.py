@@ -36,86 +36,60 @@ Modules, one concern each:
 - ``api_client``: a client that checks its requests and the answers against ``/openapi.json``.
 """
 
-from .api_client import ContractError, ServiceClient
-from .app import BodySizeLimit, create_app, openapi_contract, static_page
-from .auth import check_token
-from .bad_requests import BadInput, bad_inputs, send_bad_inputs
-from .cli import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    build_parser,
-    cleartext_token_warning,
-    exposure_warning,
-    main,
-    resolve_batching,
-    tls_files,
-)
-from .load_test import (
-    LoadTestResult,
-    check_mean_latency,
-    default_requests,
-    littles_law_latency_ms,
-    load_test,
-    plot_latency_histograms,
-)
-from .predictor import BACKENDS, MicroBatcher, Predictor, load_predictor, trained_max_tokens
-from .processes import ChildProcess, ServerProcess, free_port
-from .validation import (
-    ERRORS,
-    MAX_BODY_BYTES,
-    MAX_TEXT_CHARS,
-    MAX_TEXTS,
-    TOKEN_ENV,
-    ApiError,
-    check_request_texts,
-    decode_json_body,
-    error_body,
-    request_model,
-    validate_texts,
-)
+import importlib
 
-__all__ = [
-    "BACKENDS",
-    "DEFAULT_HOST",
-    "DEFAULT_PORT",
-    "ERRORS",
-    "MAX_BODY_BYTES",
-    "MAX_TEXTS",
-    "MAX_TEXT_CHARS",
-    "TOKEN_ENV",
-    "ApiError",
-    "BadInput",
-    "BodySizeLimit",
-    "ChildProcess",
-    "ContractError",
-    "LoadTestResult",
-    "MicroBatcher",
-    "Predictor",
-    "ServerProcess",
-    "ServiceClient",
-    "bad_inputs",
-    "build_parser",
-    "check_mean_latency",
-    "check_request_texts",
-    "check_token",
-    "create_app",
-    "decode_json_body",
-    "default_requests",
-    "error_body",
-    "cleartext_token_warning",
-    "exposure_warning",
-    "free_port",
-    "littles_law_latency_ms",
-    "load_predictor",
-    "load_test",
-    "main",
-    "openapi_contract",
-    "plot_latency_histograms",
-    "request_model",
-    "resolve_batching",
-    "tls_files",
-    "send_bad_inputs",
-    "static_page",
-    "trained_max_tokens",
-    "validate_texts",
-]
+# What the package offers, by the module that holds it. Loaded on first use (PEP 562), so that a
+# process that only starts or stops servers (``processes``) does not import torch and the app.
+_EXPORTS = {
+    "api_client": ("ContractError", "ServiceClient"),
+    "app": ("BodySizeLimit", "create_app", "openapi_contract", "static_page"),
+    "auth": ("check_token",),
+    "bad_requests": ("BadInput", "bad_inputs", "send_bad_inputs"),
+    "cli": (
+        "DEFAULT_HOST",
+        "DEFAULT_PORT",
+        "build_parser",
+        "cleartext_token_warning",
+        "exposure_warning",
+        "main",
+        "resolve_batching",
+        "tls_files",
+    ),
+    "load_test": (
+        "LoadTestResult",
+        "check_mean_latency",
+        "default_requests",
+        "littles_law_latency_ms",
+        "load_test",
+        "plot_latency_histograms",
+    ),
+    "predictor": ("BACKENDS", "MicroBatcher", "Predictor", "load_predictor", "trained_max_tokens"),
+    "processes": ("ChildProcess", "ServerProcess", "free_port"),
+    "validation": (
+        "ERRORS",
+        "MAX_BODY_BYTES",
+        "MAX_TEXTS",
+        "MAX_TEXT_CHARS",
+        "TOKEN_ENV",
+        "ApiError",
+        "check_request_texts",
+        "decode_json_body",
+        "error_body",
+        "request_model",
+        "validate_texts",
+    ),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
