@@ -38,6 +38,10 @@ Modules, one concern each:
 
 import importlib
 
+# ``load_test`` names both a module and its function: importing the module anywhere would bind
+# the package attribute to the module, so the function is bound here, once and for all.
+from .load_test import load_test as load_test
+
 # What the package offers, by the module that holds it. Loaded on first use (PEP 562), so that a
 # process that only starts or stops servers (``processes``) does not import torch and the app.
 _EXPORTS = {
