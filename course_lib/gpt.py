@@ -278,7 +278,7 @@ def perplexity(model: GPT, rows: list[list[int]], batch_size: int = 64, device=N
 # ---------------------------------------------------------------- exercise checker (lesson 09)
 
 
-def check_next_token_loss(fn, verbose: bool = True):
+def check_next_token_loss(fn, verbose: bool = True, show_answer: bool = False):
     """Checker for ``fn(logits (B, L, V), ids (B, L), pad_id) -> scalar``: the mean cross-entropy
     of the next token over the real (non-pad) targets, as ``next_token_loss``."""
     g = torch.Generator().manual_seed(9)
@@ -300,5 +300,12 @@ def check_next_token_loss(fn, verbose: bool = True):
             hint="a pad is not a token to predict: cross_entropy's ignore_index leaves it out.",
         ),
     ]
-    result = check_exercise("the next-token loss", fn, next_token_loss, cases, verbose=verbose)
+    result = check_exercise(
+        "the next-token loss",
+        fn,
+        next_token_loss,
+        cases,
+        verbose=verbose,
+        show_answer=show_answer,
+    )
     return result.function

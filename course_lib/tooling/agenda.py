@@ -33,6 +33,7 @@ CORE_LAST_LESSON = 7
 DEFAULT_LEARNER_MINUTES = 30  # used (and flagged) when a notebook carries no estimate
 BREAK_AFTER, BREAK_MINUTES = 90, 15
 LUNCH_AT, LUNCH_MINUTES = 12 * 60, 60
+FINALE_OVERRUN = 30  # minutes
 # The core track (00-07) is about 7 hours of learner time: with lunch and breaks that is a day
 # from 08:30 to 17:30 (from 09:00 it ends at 18:00).
 DEFAULT_START, DEFAULT_DAY_END = "08:30", "17:30"
@@ -202,7 +203,9 @@ def schedule(
         since_break += lesson.minutes
     if finale:
         total = sum(b.minutes for b in finale) + (0 if had_lunch else LUNCH_MINUTES)
-        if now + total > day_end and now > start and now >= LUNCH_AT:
+        # A competition that would end up to FINALE_OVERRUN late stays on the lessons' day (the
+        # agenda says so and how to fit it); later than that, it gets a day of its own.
+        if now + total > day_end + FINALE_OVERRUN and now > start and now >= LUNCH_AT:
             slots.append(Slot(day, now, 0, "End of day"))
             day, now, had_lunch = day + 1, start, False
         lunch_first = not had_lunch and now >= LUNCH_AT - LUNCH_MINUTES

@@ -165,3 +165,14 @@ def test_the_guide_and_lesson_10_plan_the_hackathon_as_the_agenda_does():
         f"{agenda.DEMO_MINUTES} minutes per team and {agenda.CHANGEOVER_MINUTES} to change over"
         in prose
     )
+
+
+def test_a_competition_a_little_late_stays_on_the_lessons_day(tmp_path):
+    """Lessons that end at noon, then lunch and a competition ending up to FINALE_OVERRUN past the
+    day end: the same day, with the warning; later than that, a day of its own."""
+    _lesson(tmp_path, "09_x.ipynb", 135, heading="# 09 · Lesson")  # after setup; a break
+    _lesson(tmp_path, "10_h.ipynb", 25, heading="# 10 · The hackathon")  # ends 12:10
+    text = agenda.agenda_markdown(tmp_path, "08:30", "full", teams=8)
+    assert "## Day 2" not in text and "after --day-end 17:30" in text
+    much_later = agenda.agenda_markdown(tmp_path, "08:30", "full", teams=8, hackathon_hours=5)
+    assert "## Day 2" in much_later

@@ -329,15 +329,27 @@ LESSONS_WITH_PREDICTIONS = [p for p in NOTEBOOKS if p.name[:2] != "10"]
 
 @pytest.mark.parametrize("path", LESSONS_WITH_PREDICTIONS, ids=lambda p: p.name)
 def test_lesson_has_a_predict_then_run_cell(path):
-    """A cell tagged ``prediction`` (the learner's guess between BEGIN/END PREDICTION), and the
-    next code cell compares it with what it measures (``compare_prediction``)."""
-    code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
-    pairs = [(a, b) for a, b in zip(code, code[1:]) if "prediction" in _tags(a)]
-    assert pairs, f"{path.name}: no code cell tagged 'prediction' (predict, then run)"
-    for guess, measure in pairs:
-        first = "".join(guess["source"]).splitlines()[0]
-        assert "compare_prediction(" in "".join(measure["source"]), (
-            f"{path.name}: the cell after the prediction {first!r} must call compare_prediction"
+    """A cell tagged ``prediction`` (the learner's guess between BEGIN/END PREDICTION); the cells
+    after it measure, and one of them, before the next section or the next prediction, compares
+    the guess with the measurement (``compare_prediction``)."""
+    cells = json.loads(path.read_text())["cells"]
+    starts = [i for i, c in enumerate(cells) if "prediction" in _tags(c)]
+    assert starts, f"{path.name}: no code cell tagged 'prediction' (predict, then run)"
+    for start in starts:
+        first = "".join(cells[start]["source"]).splitlines()[0]
+        compared = False
+        for cell in cells[start + 1 :]:
+            source = "".join(cell["source"])
+            if "prediction" in _tags(cell) or (
+                cell["cell_type"] == "markdown" and source.lstrip().startswith("#")
+            ):
+                break
+            if cell["cell_type"] == "code" and "compare_prediction(" in source:
+                compared = True
+                break
+        assert compared, (
+            f"{path.name}: no cell after the prediction {first!r} (before the next section) "
+            f"calls compare_prediction"
         )
 
 
