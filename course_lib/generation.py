@@ -225,8 +225,8 @@ def seven_b_estimates(context: int = 4096, bandwidth_gb_s: float = 50.0) -> list
 def generation_widget(model, tokenizer, prompt: str = "my flight", max_new_tokens: int = 40):
     """A prompt box, temperature / top-k / top-p controls, a "Generate" button and an output area.
 
-    Each click (or Enter in the prompt box) prints three samples (seeds 0, 1, 2), one per line,
-    each starting with ``> ``."""
+    Each click (or Enter in the prompt box) prints three new samples (seeds 0-2, then 3-5, ...),
+    one per line, each starting with ``> ``."""
     import ipywidgets as widgets
 
     # continuous_update=False: the value changes on Enter (or leaving the box), and Enter generates.
@@ -244,10 +244,13 @@ def generation_widget(model, tokenizer, prompt: str = "my flight", max_new_token
     button = widgets.Button(description="Generate", button_style="primary")
     out = widgets.Output()
 
+    clicks = [0]  # each Generate (or Enter) draws three new samples: seeds 3c, 3c + 1, 3c + 2
+
     def on_click(_):
+        first_seed, clicks[0] = 3 * clicks[0], clicks[0] + 1
         with out:
             out.clear_output()
-            for seed in range(3):
+            for seed in range(first_seed, first_seed + 3):
                 text = generate_text(
                     model,
                     tokenizer,

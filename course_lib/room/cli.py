@@ -333,5 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         room.stop()
+        # The hub stops each server it spawned, but a server slow to end its kernels can leave
+        # one behind: whatever still runs as a participant's account ends here.
+        for account in accounts.room_accounts():
+            entry = accounts.lookup(account)
+            if entry is not None:
+                accounts.end_processes_of(entry.pw_uid)
         access.restore_modes(modes)
         print(f"Stopped. Participants' files stay in {data / 'homes'}.", flush=True)

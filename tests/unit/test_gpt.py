@@ -450,3 +450,18 @@ def test_widget_generates_when_the_prompt_is_submitted(pair, tokenizer, capsys):
     prompt.value = "the crew"
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("> ")]
     assert len(lines) == 3 and all(ln.startswith("> the crew") for ln in lines)
+
+
+def test_each_generate_draws_new_samples(pair, tokenizer, capsys):
+    """A second click gives three other samples (the next seeds), not the same three again."""
+    torch.manual_seed(0)
+    model = gpt.GPT(
+        gpt.GPTConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2, d_ff=40)
+    )
+    box = generation_widget(model, tokenizer, "my flight", max_new_tokens=8)
+    button = box.children[2]
+    button.click()
+    first = capsys.readouterr().out
+    button.click()
+    second = capsys.readouterr().out
+    assert first.count("> ") == second.count("> ") == 3 and first != second
