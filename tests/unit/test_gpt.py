@@ -47,6 +47,14 @@ def tokenizer():
     return gpt_train.train_tokenizer(TEXTS, vocab_size=300)
 
 
+def untrained_tiny_gpt(tokenizer) -> gpt.GPT:
+    """A one-layer decoder with seed-0 random weights over ``tokenizer``'s vocabulary."""
+    torch.manual_seed(0)
+    return gpt.GPT(
+        gpt.GPTConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2, d_ff=40)
+    )
+
+
 def _ids(B=3, L=9, seed=1):
     return torch.randint(3, TINY.vocab_size, (B, L), generator=torch.Generator().manual_seed(seed))
 
@@ -330,10 +338,7 @@ def test_bpe_steps_apply_the_learned_merges_down_to_the_tokenizers_split(tokeniz
 def test_save_reload_and_pipeline(tmp_path, tokenizer):
     from transformers import pipeline
 
-    torch.manual_seed(0)
-    model = gpt.GPT(
-        gpt.GPTConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2, d_ff=40)
-    )
+    model = untrained_tiny_gpt(tokenizer)
     folder = gpt_hf.save_pretrained(model, tokenizer, tmp_path / "m", {"config": {}})
     back, tok = gpt_hf.load_pretrained(folder)
     ids = tok(["my flight"], return_tensors="pt")["input_ids"]
@@ -371,10 +376,7 @@ def test_train_gpt_learns_and_trained_gpt_reuses(tmp_path, monkeypatch, capsys):
 
 
 def test_widget_generates_three_samples(pair, tokenizer, capsys):
-    torch.manual_seed(0)
-    model = gpt.GPT(
-        gpt.GPTConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2, d_ff=40)
-    )
+    model = untrained_tiny_gpt(tokenizer)
     box = generation_widget(model, tokenizer, "my flight", max_new_tokens=4)
     button = box.children[2]
     assert button.description == "Generate"
@@ -440,10 +442,7 @@ def test_next_token_loss_checker_accepts_the_shift_and_catches_off_by_one(capsys
 
 def test_widget_generates_when_the_prompt_is_submitted(pair, tokenizer, capsys):
     """Enter in the prompt box (a new value, as continuous_update=False sends it) generates."""
-    torch.manual_seed(0)
-    model = gpt.GPT(
-        gpt.GPTConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2, d_ff=40)
-    )
+    model = untrained_tiny_gpt(tokenizer)
     box = generation_widget(model, tokenizer, "my flight", max_new_tokens=4)
     prompt = box.children[0]
     assert prompt.continuous_update is False
@@ -454,10 +453,7 @@ def test_widget_generates_when_the_prompt_is_submitted(pair, tokenizer, capsys):
 
 def test_each_generate_draws_new_samples(pair, tokenizer, capsys):
     """A second click gives three other samples (the next seeds), not the same three again."""
-    torch.manual_seed(0)
-    model = gpt.GPT(
-        gpt.GPTConfig(vocab_size=len(tokenizer), d_model=32, n_layers=1, n_heads=2, d_ff=40)
-    )
+    model = untrained_tiny_gpt(tokenizer)
     box = generation_widget(model, tokenizer, "my flight", max_new_tokens=8)
     button = box.children[2]
     button.click()
